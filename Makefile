@@ -1,0 +1,49 @@
+# The project's front door. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-stamp
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create or update .venv with the pinned tools
+
+.PHONY: build
+build: $(STAMP) ## Build the extension into .venv (debug profile, fast to compile)
+	$(VENV)/bin/maturin develop -q
+
+.PHONY: build-release
+build-release: $(STAMP) ## Build the extension into .venv with the release profile
+	$(VENV)/bin/maturin develop -q --release
+
+.PHONY: test
+test: build ## Run the Rust and Python test suites
+	cargo test -q
+	$(VPY) -m pytest -q
+
+.PHONY: lint
+lint: build ## rustfmt, clippy, ruff, mypy --strict, stubtest
+	cargo fmt --check
+	cargo clippy -q --all-targets -- -D warnings
+	cargo clippy -q --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests
+	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/mypy --strict python/resilience
+	$(VPY) -m mypy.stubtest resilience._core
+
+.PHONY: demo
+demo: build-release ## Watch a breaker protect a flaky function (about 8 s)
+	$(VPY) -m resilience demo
