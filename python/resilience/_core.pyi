@@ -4,6 +4,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, final
 
+__all__ = ["MAX_HALF_OPEN_REQUESTS", "Breaker", "ManualClock", "Permit", "Window", "__version__"]
+
 __version__: str
 MAX_HALF_OPEN_REQUESTS: int
 

@@ -1,0 +1,93 @@
+"""Every exception the package raises on its own account, under one base class."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .breaker import CircuitState
+
+__all__ = [
+    "CircuitBreakerOpenError",
+    "ConfigurationError",
+    "NotFoundError",
+    "ResilienceError",
+    "RetryError",
+    "StateError",
+]
+
+
+class ResilienceError(Exception):
+    """Base class of every exception raised by ``resilience`` itself."""
+
+
+class ConfigurationError(ResilienceError, ValueError):
+    """A configuration that cannot work as a whole (a single bad field raises ValueError)."""
+
+
+class NotFoundError(ResilienceError, LookupError):
+    """A named object (for example a breaker in a registry) does not exist."""
+
+
+class StateError(ResilienceError, RuntimeError):
+    """An operation is not valid in the object's current state."""
+
+
+class CircuitBreakerOpenError(ResilienceError):
+    """The breaker rejected a call without running it.
+
+    Attributes:
+        name: the breaker's name.
+        state: the state that rejected the call (OPEN, or HALF_OPEN with no trial slot free).
+        retry_after: seconds until a trial call may be admitted; None while the breaker is forced
+            open (no automatic transition will happen).
+    """
+
+    name: str
+    state: CircuitState
+    retry_after: float | None
+
+    def __init__(self, name: str, state: CircuitState, retry_after: float | None) -> None:
+        self.name = name
+        self.state = state
+        self.retry_after = retry_after
+        detail = "forced open" if retry_after is None else f"retry after {retry_after:.3f}s"
+        super().__init__(f"circuit breaker {name!r} is {state.value}: call rejected ({detail})")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.state, self.retry_after))
+
+
+class RetryError(ResilienceError):
+    """Retrying stopped without a successful result.
+
+    Attributes:
+        attempts: how many attempts ran.
+        last_exception: the exception of the last attempt, or None when the last attempt returned
+            a result that ``retry_on_result`` rejected.
+        last_result: that rejected result (None when the last attempt raised).
+        slept: total seconds slept between attempts.
+
+    ``__cause__`` is ``last_exception``.
+    """
+
+    attempts: int
+    last_exception: BaseException | None
+    last_result: Any
+    slept: float
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        attempts: int,
+        last_exception: BaseException | None = None,
+        last_result: Any = None,
+        slept: float = 0.0,
+    ) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+        self.last_exception = last_exception
+        self.last_result = last_result
+        self.slept = slept
+        self.__cause__ = last_exception

@@ -1,0 +1,439 @@
+//! A time-bucketed sliding window of success and failure counts, lock-free.
+//!
+//! Time is cut into *epochs* of `bucket_ns` each; the window holds the last `n` epochs, in a ring
+//! of `n` slots (epoch `x` lives in slot `x mod n`). Each slot has two 64-bit words, one for
+//! successes and one for failures, and each word packs the epoch's 24-bit *tag* with a 40-bit
+//! count:
+//!
+//! ```text
+//!   63            40 39                              0
+//!  +----------------+---------------------------------+
+//!  | tag (epoch mod |             count               |
+//!  |      2^24)     |                                 |
+//!  +----------------+---------------------------------+
+//! ```
+//!
+//! Because the tag and the count change together in one compare-and-swap, an increment can never
+//! land in a slot after another thread recycled it for a later epoch: the recycle and the
+//! increment are ordered by the CAS, and an increment for an epoch that a newer one has displaced
+//! is dropped (it had expired anyway). Readers only count words whose tag matches the epoch the
+//! slot stands for in their window, so stale words need no eager clearing.
+//!
+//! `head` remembers the newest epoch recorded. Whoever moves it forward clears, in the slots of
+//! the epochs entering the window, any word left from another epoch; this keeps a word from an
+//! epoch `2^24` buckets ago from passing for a current one after a long silence.
+
+use crate::clock::Tick;
+use crate::sync::{AtomicI64, AtomicU64, Ordering};
+
+const COUNT_BITS: u32 = 40;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const TAG_MASK: u64 = (1 << 24) - 1;
+/// A word that holds nothing (never a valid tag/count pair in practice: it would need a count of
+/// 2^40 - 1 in one bucket).
+const EMPTY: u64 = u64::MAX;
+/// `head` before anything was recorded.
+const NO_EPOCH: i64 = i64::MIN;
+
+#[inline]
+fn tag(epoch: i64) -> u64 {
+    (epoch as u64) & TAG_MASK
+}
+
+#[inline]
+fn pack(tag: u64, count: u64) -> u64 {
+    (tag << COUNT_BITS) | count
+}
+
+#[inline]
+fn word_tag(word: u64) -> u64 {
+    word >> COUNT_BITS
+}
+
+/// True when tag `a` is ahead of tag `b` on the 24-bit circle.
+#[inline]
+fn tag_is_newer(a: u64, b: u64) -> bool {
+    let distance = a.wrapping_sub(b) & TAG_MASK;
+    distance != 0 && distance < (1 << 23)
+}
+
+#[derive(Debug)]
+struct Slot {
+    successes: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Success and failure counts over the last `window` of time, bucketed.
+#[derive(Debug)]
+pub struct Window {
+    bucket_ns: i64,
+    n: i64,
+    slots: Box<[Slot]>,
+    head: AtomicI64,
+    era: AtomicU64,
+}
+
+impl Window {
+    /// A window of `window_ns` nanoseconds cut into `buckets` buckets.
+    ///
+    /// # Panics
+    /// If `window_ns < 1` or `buckets < 1` (the Python layer validates before this).
+    pub fn new(window_ns: i64, buckets: u32) -> Self {
+        assert!(window_ns >= 1, "window_ns must be >= 1");
+        assert!(buckets >= 1, "buckets must be >= 1");
+        let n = i64::from(buckets);
+        let slots = (0..buckets)
+            .map(|_| Slot {
+                successes: AtomicU64::new(EMPTY),
+                failures: AtomicU64::new(EMPTY),
+            })
+            .collect();
+        Window {
+            bucket_ns: (window_ns / n).max(1),
+            n,
+            slots,
+            head: AtomicI64::new(NO_EPOCH),
+            era: AtomicU64::new(0),
+        }
+    }
+
+    /// Length of one bucket in nanoseconds.
+    pub fn bucket_ns(&self) -> i64 {
+        self.bucket_ns
+    }
+
+    /// Records one outcome at `now`. Returns false when the outcome was dropped because `now` lies
+    /// before the window (a thread that read the clock long ago) or in an abandoned era.
+    #[inline]
+    pub fn record(&self, now: Tick, failure: bool) -> bool {
+        if !self.enter_era(now.era) {
+            return false;
+        }
+        let epoch = now.ns.div_euclid(self.bucket_ns);
+        // Acquire: pairs with the AcqRel CAS in `advance_head`, so the clearing done by whoever
+        // moved head is visible before we write into a slot it cleared.
+        let head = self.head.load(Ordering::Acquire);
+        if epoch > head {
+            self.advance_head(head, epoch);
+        } else if epoch <= head.saturating_sub(self.n) {
+            return false;
+        }
+        let slot = &self.slots[epoch.rem_euclid(self.n) as usize];
+        let word = if failure {
+            &slot.failures
+        } else {
+            &slot.successes
+        };
+        add_one(word, tag(epoch))
+    }
+
+    /// `(successes, failures)` inside the window ending at `now`.
+    pub fn counts(&self, now: Tick) -> (u64, u64) {
+        self.enter_era(now.era);
+        let epoch = now.ns.div_euclid(self.bucket_ns);
+        let (mut ok, mut failed) = (0, 0);
+        for x in (epoch - self.n + 1)..=epoch {
+            let slot = &self.slots[x.rem_euclid(self.n) as usize];
+            let want = tag(x);
+            // Acquire: see the count that the CAS in `add_one` published.
+            let s = slot.successes.load(Ordering::Acquire);
+            if s != EMPTY && word_tag(s) == want {
+                ok += s & COUNT_MASK;
+            }
+            let f = slot.failures.load(Ordering::Acquire);
+            if f != EMPTY && word_tag(f) == want {
+                failed += f & COUNT_MASK;
+            }
+        }
+        (ok, failed)
+    }
+
+    /// Forgets every count.
+    pub fn clear(&self) {
+        for slot in self.slots.iter() {
+            // Release: a reader that sees EMPTY sees the clear as a whole in this slot.
+            slot.successes.store(EMPTY, Ordering::Release);
+            slot.failures.store(EMPTY, Ordering::Release);
+        }
+        self.head.store(NO_EPOCH, Ordering::Release);
+    }
+
+    /// Follows the clock into `era`; false if `era` is older than the window's (the reading was
+    /// taken before the clock went backwards and is dropped).
+    #[inline]
+    fn enter_era(&self, era: u64) -> bool {
+        // Acquire: after seeing a new era we also see the clear that its winner performed.
+        let mut current = self.era.load(Ordering::Acquire);
+        loop {
+            if era == current {
+                return true;
+            }
+            if era < current {
+                return false;
+            }
+            match self
+                .era
+                .compare_exchange(current, era, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    // The clock went backwards: everything counted so far lies in a future that
+                    // will never come on the new timeline.
+                    self.clear();
+                    return true;
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    fn advance_head(&self, mut seen: i64, epoch: i64) {
+        while epoch > seen {
+            match self
+                .head
+                .compare_exchange_weak(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    self.recycle(seen, epoch);
+                    return;
+                }
+                Err(now_seen) => seen = now_seen,
+            }
+        }
+    }
+
+    /// Clears words left from other epochs in the slots of the epochs in `(old, new]`.
+    fn recycle(&self, old: i64, new: i64) {
+        let first = if old == NO_EPOCH || new - old >= self.n {
+            new - self.n + 1
+        } else {
+            old + 1
+        };
+        for x in first..=new {
+            let slot = &self.slots[x.rem_euclid(self.n) as usize];
+            let want = tag(x);
+            clear_unless(&slot.successes, want);
+            clear_unless(&slot.failures, want);
+        }
+    }
+}
+
+/// Adds one to `word` for the epoch tagged `want`, recycling the word if it holds an older epoch.
+/// Returns false when a newer epoch already owns the word (the outcome has expired).
+#[inline]
+fn add_one(word: &AtomicU64, want: u64) -> bool {
+    let mut current = word.load(Ordering::Relaxed);
+    loop {
+        let next = if current != EMPTY && word_tag(current) == want {
+            if current & COUNT_MASK == COUNT_MASK {
+                return true; // saturated: 2^40 - 1 outcomes in one bucket
+            }
+            current + 1
+        } else if current != EMPTY && tag_is_newer(word_tag(current), want) {
+            return false;
+        } else {
+            pack(want, 1)
+        };
+        // AcqRel on success: publishes the count to readers and orders us after the previous
+        // owner of the word; Relaxed on failure: we only retry with the fresh value.
+        match word.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+/// Empties `word` unless it holds epoch `want` (a racing writer may already have started it).
+fn clear_unless(word: &AtomicU64, want: u64) {
+    let mut current = word.load(Ordering::Relaxed);
+    while current != EMPTY && word_tag(current) != want {
+        match word.compare_exchange_weak(current, EMPTY, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(seen) => current = seen,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn at(s: f64) -> Tick {
+        Tick::at((s * SEC as f64) as i64)
+    }
+
+    #[test]
+    fn empty_window_counts_nothing() {
+        let w = Window::new(60 * SEC, 10);
+        assert_eq!(w.counts(at(0.0)), (0, 0));
+    }
+
+    #[test]
+    fn records_land_in_counts() {
+        let w = Window::new(60 * SEC, 10);
+        assert!(w.record(at(1.0), false));
+        assert!(w.record(at(2.0), true));
+        assert!(w.record(at(2.5), true));
+        assert_eq!(w.counts(at(3.0)), (1, 2));
+    }
+
+    #[test]
+    fn count_expires_exactly_when_its_bucket_leaves_the_window() {
+        // 10 buckets of 6 s: a record at t=0 lives in epoch 0, which leaves at t=60.
+        let w = Window::new(60 * SEC, 10);
+        w.record(at(0.0), true);
+        assert_eq!(w.counts(at(59.999)), (0, 1));
+        assert_eq!(w.counts(at(60.0)), (0, 0));
+    }
+
+    #[test]
+    fn bucket_boundary_splits_expiry() {
+        let w = Window::new(60 * SEC, 10);
+        w.record(at(5.999), false); // epoch 0
+        w.record(at(6.0), false); // epoch 1
+        assert_eq!(w.counts(at(60.0)), (1, 0));
+        assert_eq!(w.counts(at(66.0)), (0, 0));
+    }
+
+    #[test]
+    fn slot_reuse_after_a_full_window_starts_from_zero() {
+        let w = Window::new(10 * SEC, 2);
+        w.record(at(1.0), true);
+        w.record(at(11.0), false); // same slot, epoch 2
+        assert_eq!(w.counts(at(11.0)), (1, 0));
+    }
+
+    #[test]
+    fn late_record_for_an_expired_epoch_is_dropped() {
+        let w = Window::new(10 * SEC, 2);
+        w.record(at(30.0), false);
+        assert!(!w.record(at(1.0), true));
+        assert_eq!(w.counts(at(30.0)), (1, 0));
+    }
+
+    #[test]
+    fn slightly_stale_record_still_counts_in_its_own_bucket() {
+        let w = Window::new(10 * SEC, 10);
+        w.record(at(5.0), false);
+        assert!(w.record(at(4.5), true));
+        assert_eq!(w.counts(at(5.0)), (1, 1));
+        assert_eq!(w.counts(at(14.9)), (1, 0));
+    }
+
+    #[test]
+    fn clock_going_backwards_resets_the_window() {
+        let w = Window::new(60 * SEC, 10);
+        w.record(
+            Tick {
+                ns: 50 * SEC,
+                era: 0,
+            },
+            true,
+        );
+        w.record(
+            Tick {
+                ns: 51 * SEC,
+                era: 0,
+            },
+            false,
+        );
+        assert_eq!(
+            w.counts(Tick {
+                ns: 10 * SEC,
+                era: 1
+            }),
+            (0, 0)
+        );
+        assert!(w.record(
+            Tick {
+                ns: 10 * SEC,
+                era: 1
+            },
+            true
+        ));
+        assert_eq!(
+            w.counts(Tick {
+                ns: 10 * SEC,
+                era: 1
+            }),
+            (0, 1)
+        );
+        // A reading from before the clock went back is dropped.
+        assert!(!w.record(
+            Tick {
+                ns: 52 * SEC,
+                era: 0
+            },
+            true
+        ));
+    }
+
+    #[test]
+    fn long_silence_does_not_resurrect_old_counts() {
+        let w = Window::new(SEC, 10); // 100 ms buckets
+        w.record(at(0.0), true);
+        // Exactly 2^24 buckets later the tag of epoch 0 comes round again.
+        let later = (1_i64 << 24) * (SEC / 10);
+        w.record(Tick::at(later + SEC / 10), false);
+        assert_eq!(w.counts(Tick::at(later + SEC / 10)), (1, 0));
+    }
+
+    #[test]
+    fn clear_forgets_everything() {
+        let w = Window::new(60 * SEC, 10);
+        w.record(at(1.0), true);
+        w.clear();
+        assert_eq!(w.counts(at(1.0)), (0, 0));
+        w.record(at(1.0), false);
+        assert_eq!(w.counts(at(1.0)), (1, 0));
+    }
+
+    #[test]
+    fn single_bucket_window_expires_whole() {
+        let w = Window::new(SEC, 1);
+        w.record(at(0.5), true);
+        assert_eq!(w.counts(at(0.99)), (0, 1));
+        assert_eq!(w.counts(at(1.0)), (0, 0));
+    }
+
+    #[test]
+    fn eight_threads_lose_no_record() {
+        let w = Window::new(3600 * SEC, 10);
+        let per_thread = 50_000_u64;
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let w = &w;
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        w.record(at(1.0), (i + t) % 3 == 0);
+                    }
+                });
+            }
+        });
+        let (ok, failed) = w.counts(at(1.0));
+        assert_eq!(ok + failed, 8 * per_thread);
+        let expected_failed: u64 = (0..8)
+            .map(|t| (0..per_thread).filter(|i| (i + t) % 3 == 0).count() as u64)
+            .sum();
+        assert_eq!(failed, expected_failed);
+    }
+
+    #[test]
+    fn threads_crossing_bucket_boundaries_place_every_record() {
+        // Each thread records at its own increasing times; all within one window.
+        let w = Window::new(1000 * SEC, 100);
+        std::thread::scope(|s| {
+            for t in 0..8_i64 {
+                let w = &w;
+                s.spawn(move || {
+                    for i in 0..10_000_i64 {
+                        w.record(Tick::at(i * 50_000_000 + t), false);
+                    }
+                });
+            }
+        });
+        let (ok, _) = w.counts(Tick::at(9_999 * 50_000_000 + 8));
+        assert_eq!(ok, 80_000);
+    }
+}
