@@ -17,7 +17,7 @@ mod binding {
     use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
     use pyo3::prelude::*;
     use pyo3::pyclass::{PyTraverseError, PyVisit};
-    use pyo3::types::{PyDelta, PyDeltaAccess, PyDict, PyString, PyTuple};
+    use pyo3::types::{PyDict, PyString, PyTuple};
 
     use crate::breaker::{self, Config, Outcome, Rejected, State};
     use crate::clock::{self, Clock, MonotonicClock, Tick};
@@ -27,10 +27,8 @@ mod binding {
 
     /// Seconds (float, int or timedelta) to nanoseconds, naming `field` in any error.
     fn seconds_to_ns(field: &str, value: &Bound<'_, PyAny>, allow_negative: bool) -> PyResult<i64> {
-        let secs = if let Ok(delta) = value.cast::<PyDelta>() {
-            f64::from(delta.get_days()) * 86_400.0
-                + f64::from(delta.get_seconds())
-                + f64::from(delta.get_microseconds()) / 1e6
+        let secs = if value.is_instance(&timedelta_type(value.py())?)? {
+            value.call_method0("total_seconds")?.extract::<f64>()?
         } else if value.is_instance_of::<pyo3::types::PyBool>() {
             return Err(PyTypeError::new_err(format!(
                 "{field} must be seconds (float) or a timedelta, got {value} (bool)"
@@ -61,6 +59,11 @@ mod binding {
             )));
         }
         Ok(ns as i64)
+    }
+
+    /// `datetime.timedelta` (the stable ABI has no direct access to it).
+    fn timedelta_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        py.import("datetime")?.getattr("timedelta")
     }
 
     fn ns_to_seconds(ns: i64) -> f64 {

@@ -17,7 +17,14 @@ from .errors import (
     StateError,
 )
 from .observe import MetricsCollector, NoopCollector, StateListener
-from .retry import AttemptInfo, Retry, RetryConfig, retry, retry_with_circuit_breaker
+from .retry import (
+    AttemptInfo,
+    Retry,
+    RetryConfig,
+    RetryStatistics,
+    retry,
+    retry_with_circuit_breaker,
+)
 from .window import SlidingWindow
 
 # A library never decides where logs go: without configuration, records are dropped quietly.
@@ -38,6 +45,7 @@ __all__ = [
     "Retry",
     "RetryConfig",
     "RetryError",
+    "RetryStatistics",
     "SlidingWindow",
     "StateError",
     "StateListener",
