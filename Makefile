@@ -47,3 +47,30 @@ lint: build ## rustfmt, clippy, ruff, mypy --strict, stubtest
 .PHONY: demo
 demo: build-release ## Watch a breaker protect a flaky function (about 8 s)
 	$(VPY) -m resilience demo
+
+# ----- free-threaded CPython 3.13t -----
+FT_VENV := .venv-ft
+FT_STAMP := $(FT_VENV)/.deps-stamp
+
+$(FT_STAMP): requirements-ft.txt scripts/free-threaded-python.sh
+	@ftpy="$$(bash scripts/free-threaded-python.sh | tail -n 1)"; \
+	  test -x $(FT_VENV)/bin/python || "$$ftpy" -m venv $(FT_VENV)
+	$(FT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(FT_VENV)/bin/python -m pip install -q -r requirements-ft.txt
+	@touch $@
+
+.PHONY: build-ft
+build-ft: $(FT_STAMP) ## Build the extension (cp313t) into .venv-ft, building CPython 3.13t if needed
+	VIRTUAL_ENV=$(CURDIR)/$(FT_VENV) $(FT_VENV)/bin/maturin develop -q
+
+.PHONY: test-ft
+test-ft: build-ft ## Run the whole pytest suite on free-threaded CPython 3.13t, GIL off
+	env -u PYTHON_GIL RESILIENCE_FT_PYTHON=$(CURDIR)/$(FT_VENV)/bin/python \
+	  $(FT_VENV)/bin/python -m pytest -q -p no:run_parallel
+	env -u PYTHON_GIL $(FT_VENV)/bin/python -m pytest -q --parallel-threads=4
+
+# ----- loom model checking of the core's atomics -----
+.PHONY: test-loom
+test-loom: ## Model-check the core's atomics with loom (LOOM_MAX_PREEMPTIONS=2)
+	RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom \
+	  cargo test --release --test loom_models -- --nocapture
