@@ -7,6 +7,7 @@ RESILIENCE_STRESS=1, which CI sets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import sysconfig
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -128,8 +130,39 @@ class TrialFailed(Exception):
     """How the blocked trials end, so every period re-opens the breaker."""
 
 
+class _LoopSide:
+    """One asyncio loop's view of the cycles: a wake-up event per cycle, and a gate that the
+    trials wait on. Only the loop's own thread touches these; the controller schedules changes
+    onto it and waits for the gate to be closed before it advances the clock."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.wakeup = asyncio.Event()
+        self.gate = asyncio.Event()
+        self.ready = threading.Event()
+        self.gate_closed = threading.Event()
+
+    def schedule(self, callback: Callable[[], None]) -> None:
+        assert self.loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop has already finished
+            self.loop.call_soon_threadsafe(callback)
+
+    def close_gate(self) -> None:
+        self.gate.clear()
+        self.gate_closed.set()
+
+    def open_gate(self) -> None:
+        self.gate.set()
+
+    def next_cycle(self) -> None:
+        old, self.wakeup = self.wakeup, asyncio.Event()
+        old.set()
+
+
 def test_half_open_trials_never_exceed_the_limit_with_threads_and_event_loops() -> None:
-    cycles = 10_000 if STRESS else 200
+    """32 threads and 4 event loops (4 tasks each) all try once per cycle, released together
+    right after the sleep window; the trials block until the controller opens the gate."""
+    cycles = 10_000 if STRESS else 300
     limit = 3
     clock = ManualClock()
     cb = CircuitBreaker(
@@ -147,6 +180,8 @@ def test_half_open_trials_never_exceed_the_limit_with_threads_and_event_loops() 
     cb.add_state_listener(lambda _name, old, new: transitions.append((old, new)))
     gate = threading.Event()
     stop = threading.Event()
+    cycle_changed = threading.Condition()
+    cycle = 0
     lock = threading.Lock()
     inside = 0
     peak = 0
@@ -171,67 +206,111 @@ def test_half_open_trials_never_exceed_the_limit_with_threads_and_event_loops() 
         finally:
             leave()
 
-    async def async_trial() -> None:
+    async def async_trial(side: _LoopSide) -> None:
         enter()
         try:
-            while not gate.is_set():
-                await asyncio.sleep(0)
+            await side.gate.wait()
             raise TrialFailed
         finally:
             leave()
 
     def thread_worker() -> None:
-        while not stop.is_set():
+        seen = 0
+
+        def moved_on() -> bool:
+            return cycle != seen or stop.is_set()
+
+        while True:
+            with cycle_changed:
+                cycle_changed.wait_for(moved_on)
+                seen = cycle
+            if stop.is_set():
+                return
             try:
                 cb.call(trial)
             except (CircuitBreakerOpenError, TrialFailed):
-                time.sleep(0)
+                pass
             except BaseException as exc:
                 errors.append(exc)
                 return
 
-    async def task_worker() -> None:
-        while not stop.is_set():
+    async def task_worker(side: _LoopSide) -> None:
+        while True:
+            await side.wakeup.wait()
+            if stop.is_set():
+                return
             try:
-                await cb.call_async(async_trial)
+                await cb.call_async(async_trial, side)
             except (CircuitBreakerOpenError, TrialFailed):
-                await asyncio.sleep(0)
+                pass
             except BaseException as exc:
                 errors.append(exc)
                 return
 
-    def loop_worker() -> None:
+    def loop_worker(side: _LoopSide) -> None:
         async def main() -> None:
-            await asyncio.gather(*(task_worker() for _ in range(4)))
+            side.loop = asyncio.get_running_loop()
+            side.ready.set()
+            await asyncio.gather(*(task_worker(side) for _ in range(4)))
 
         asyncio.run(main())
 
-    with pytest.raises(Boom):
-        cb.call(_fail)  # CLOSED -> OPEN
-    workers = [threading.Thread(target=thread_worker) for _ in range(32)]
-    workers += [threading.Thread(target=loop_worker) for _ in range(4)]
-    for w in workers:
-        w.start()
-
-    def wait_for(condition: object, what: str) -> None:
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + 30
-        while not condition():  # type: ignore[operator]
+        while not condition():
             if errors:
                 raise AssertionError(f"worker failed: {errors[0]!r}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
+                raise AssertionError(
+                    f"timed out waiting for {what}: inside={inside}, metrics={cb.metrics()}"
+                )
             time.sleep(0)
+
+    with pytest.raises(Boom):
+        cb.call(_fail)  # CLOSED -> OPEN
+    sides = [_LoopSide() for _ in range(4)]
+    workers = [threading.Thread(target=thread_worker) for _ in range(32)]
+    workers += [threading.Thread(target=loop_worker, args=(side,)) for side in sides]
+    for w in workers:
+        w.start()
+    for side in sides:
+        side.ready.wait()
+
+    def close_gates() -> None:
+        # Closed before the clock moves: a straggler from the last cycle may start the next
+        # half-open period, and its trial must block like everyone else's.
+        gate.clear()
+        for side in sides:
+            side.gate_closed.clear()
+            side.schedule(side.close_gate)
+        for side in sides:
+            side.gate_closed.wait()
+
+    def open_gates() -> None:
+        gate.set()
+        for side in sides:
+            side.schedule(side.open_gate)
+
+    def next_cycle() -> None:
+        nonlocal cycle
+        for side in sides:
+            side.schedule(side.next_cycle)
+        with cycle_changed:
+            cycle += 1
+            cycle_changed.notify_all()
 
     try:
         for _ in range(cycles):
-            gate.clear()
+            close_gates()
             clock.advance(1.0)  # the sleep window has passed: the next call starts trials
+            next_cycle()
             wait_for(lambda: inside >= limit, "trials to start")
-            gate.set()
+            open_gates()
             wait_for(lambda: inside == 0 and cb.state is CircuitState.OPEN, "trials to end")
     finally:
         stop.set()
-        gate.set()
+        open_gates()
+        next_cycle()
         for w in workers:
             w.join()
     assert not errors
