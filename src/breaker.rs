@@ -657,7 +657,14 @@ impl Breaker {
         if self.word.load(Ordering::Acquire) != word {
             return;
         }
-        let tag = gen_tag(word_generation(word) + 1);
+        self.reset_trials(word_generation(word) + 1);
+        // publish's Release store of the word makes the resets above visible with it.
+        self.publish(&mut events, word, Force::None, State::HalfOpen, None);
+    }
+
+    /// Fresh trial counters for the HALF_OPEN period `generation` (under the transition lock).
+    fn reset_trials(&self, generation: u64) {
+        let tag = gen_tag(generation);
         for slot in self.tickets.iter() {
             slot.store(FREE, Ordering::Relaxed);
         }
@@ -666,8 +673,34 @@ impl Breaker {
             (tag << 32) | u64::from(self.cfg.half_open_requests),
             Ordering::Relaxed,
         );
-        // publish's Release store of the word makes the resets above visible with it.
-        self.publish(&mut events, word, Force::None, State::HalfOpen, None);
+    }
+
+    /// Moves the breaker to `to` because something outside it decided so (a fleet coordinator
+    /// sharing one breaker between processes). OPEN admits trials `open_for_ns` after `now`;
+    /// HALF_OPEN starts a fresh trial period; CLOSED starts with an empty window. Does nothing
+    /// while forced, or when already in `to` (OPEN only moves its trial time). Returns true when
+    /// the state changed.
+    pub fn enter(&self, to: State, now: Tick, open_for_ns: i64) -> bool {
+        let mut events = lock(&self.events);
+        let word = self.word.load(Ordering::Acquire);
+        if word_force(word) != Force::None {
+            return false;
+        }
+        if to == State::Open {
+            self.open_until
+                .store(now.ns.saturating_add(open_for_ns.max(0)), Ordering::Relaxed);
+        }
+        if word_state(word) == to {
+            return false;
+        }
+        match to {
+            State::Closed => self.enter_closed(),
+            State::HalfOpen => self.reset_trials(word_generation(word) + 1),
+            State::Open => {}
+        }
+        let rate = self.window_error_rate(now);
+        self.publish(&mut events, word, Force::None, to, Some(rate));
+        true
     }
 
     /// Takes one trial slot of the period `word` names.

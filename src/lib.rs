@@ -497,6 +497,32 @@ mod binding {
             Ok(())
         }
 
+        /// Moves to `state` (0 closed, 1 open, 2 half-open) as decided outside this process;
+        /// OPEN admits trials after `open_for` seconds. No-op while forced. True if it changed.
+        #[pyo3(signature = (state, open_for = 0.0))]
+        fn enter(&self, py: Python<'_>, state: u8, open_for: f64) -> PyResult<bool> {
+            let to = match state {
+                0 => State::Closed,
+                1 => State::Open,
+                2 => State::HalfOpen,
+                _ => {
+                    return Err(PyValueError::new_err(format!(
+                        "state must be 0 (closed), 1 (open) or 2 (half-open), got {state}"
+                    )))
+                }
+            };
+            if !open_for.is_finite() || open_for < 0.0 {
+                return Err(PyValueError::new_err(format!(
+                    "open_for must be a finite number >= 0, got {open_for}"
+                )));
+            }
+            let changed = self
+                .core
+                .enter(to, self.now(), (open_for * NS_PER_SEC) as i64);
+            self.deliver(py);
+            Ok(changed)
+        }
+
         fn force_open(&self, py: Python<'_>) {
             self.core.force_open(self.now());
             self.deliver(py);
