@@ -278,9 +278,25 @@ fn gen_tag(generation: u64) -> u64 {
     generation & 0xFFFF_FFFF
 }
 
-/// Slot reserved while its ticket is being written.
-const RESERVED: u64 = u64::MAX;
 const FREE: u64 = 0;
+/// A trial ticket is `admission offset << 20 | sequence`: the offset is the admission time
+/// after the HALF_OPEN period began, in 16 ns units (44 bits: 78 hours), and the 20-bit
+/// sequence is never 0. Tickets are unique among live trials and carry their own admission
+/// time, so a slot is claimed with one CAS and the orphan rule needs no second, racy field.
+const TICKET_SEQ_BITS: u32 = 20;
+const TICKET_UNIT_NS: i64 = 16;
+const TICKET_MAX_OFFSET: u64 = (1 << (64 - TICKET_SEQ_BITS)) - 1;
+
+fn make_ticket(since_ns: i64, now: Tick, seq: u64) -> u64 {
+    let offset = (now.ns.saturating_sub(since_ns).max(0) / TICKET_UNIT_NS) as u64;
+    (offset.min(TICKET_MAX_OFFSET) << TICKET_SEQ_BITS) | (seq % ((1 << TICKET_SEQ_BITS) - 1) + 1)
+}
+
+/// Nanoseconds a trial has been running at `now`.
+fn ticket_age_ns(since_ns: i64, ticket: u64, now: Tick) -> i64 {
+    let admitted = since_ns.saturating_add((ticket >> TICKET_SEQ_BITS) as i64 * TICKET_UNIT_NS);
+    now.ns.saturating_sub(admitted)
+}
 
 /// A thread-safe circuit breaker. Time comes in as [`Tick`]s from the caller's clock.
 #[derive(Debug)]
@@ -298,8 +314,9 @@ pub struct Breaker {
     /// `gen_tag << 32 | successes << 16 | failures`.
     trial_outcomes: AtomicU64,
     tickets: Box<[AtomicU64]>,
-    admitted_at: Box<[AtomicI64]>,
     next_ticket: AtomicU64,
+    /// When the current HALF_OPEN period began (the origin of ticket times).
+    trials_since: AtomicI64,
     admitted: AtomicU64,
     finished: AtomicU64,
     rejected: AtomicU64,
@@ -329,8 +346,8 @@ impl Breaker {
             trial_budget: AtomicU64::new(0),
             trial_outcomes: AtomicU64::new(0),
             tickets: (0..slots).map(|_| AtomicU64::new(FREE)).collect(),
-            admitted_at: (0..slots).map(|_| AtomicI64::new(0)).collect(),
             next_ticket: AtomicU64::new(0),
+            trials_since: AtomicI64::new(0),
             admitted: AtomicU64::new(0),
             finished: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -388,7 +405,7 @@ impl Breaker {
                     if t.ns < until {
                         return Err(self.reject(State::Open, Some(until - t.ns)));
                     }
-                    self.begin_trials(word);
+                    self.begin_trials(word, t);
                 }
                 State::HalfOpen => {
                     let t = now();
@@ -402,8 +419,8 @@ impl Breaker {
                     if self.word.load(Ordering::Acquire) != word {
                         continue;
                     }
-                    let retry_after = self.next_orphan_deadline(t).map(|d| (d - t.ns).max(0));
-                    return Err(self.reject(State::HalfOpen, retry_after.or(Some(0))));
+                    let retry_after = self.next_orphan_deadline(t).unwrap_or(0);
+                    return Err(self.reject(State::HalfOpen, Some(retry_after)));
                 }
             }
         }
@@ -449,8 +466,10 @@ impl Breaker {
     }
 
     /// Records an outcome without a permit (the manual `record_success` / `record_failure`):
-    /// it counts toward the current period. In HALF_OPEN it completes one running trial.
-    pub fn record(&self, outcome: Outcome, clock: impl FnOnce() -> Tick) {
+    /// it counts toward the current period. In HALF_OPEN it completes one running trial, and
+    /// counts nothing when no trial is running (the trial it belonged to was judged orphaned).
+    /// Returns true when the outcome was counted.
+    pub fn record(&self, outcome: Outcome, clock: impl FnOnce() -> Tick) -> bool {
         // Keep in_flight from going negative when records outnumber admissions.
         let _ = self
             .finished
@@ -460,30 +479,32 @@ impl Breaker {
         let word = self.word.load(Ordering::Acquire);
         match word_state(word) {
             State::Closed => {
-                if outcome != Outcome::Ignored {
-                    self.count_closed(word, clock(), outcome == Outcome::Failure);
+                if outcome == Outcome::Ignored {
+                    return false;
                 }
+                self.count_closed(word, clock(), outcome == Outcome::Failure);
+                true
             }
-            State::Open => {}
+            State::Open => false,
             State::HalfOpen => {
                 let generation = word_generation(word);
                 let freed = self.tickets.iter().any(|slot| {
                     let ticket = slot.load(Ordering::Acquire);
                     ticket != FREE
-                        && ticket != RESERVED
                         && slot
                             .compare_exchange(ticket, FREE, Ordering::AcqRel, Ordering::Relaxed)
                             .is_ok()
                 });
+                if !freed {
+                    return false;
+                }
                 match outcome {
-                    Outcome::Ignored if freed => self.give_back_trial(generation),
-                    Outcome::Ignored => {}
-                    Outcome::Success => {
-                        self.count_trial(generation, true, clock);
+                    Outcome::Ignored => {
+                        self.give_back_trial(generation);
+                        false
                     }
-                    Outcome::Failure => {
-                        self.count_trial(generation, false, clock);
-                    }
+                    Outcome::Success => self.count_trial(generation, true, clock),
+                    Outcome::Failure => self.count_trial(generation, false, clock),
                 }
             }
         }
@@ -652,19 +673,20 @@ impl Breaker {
     }
 
     /// OPEN -> HALF_OPEN, if `word` is still current.
-    fn begin_trials(&self, word: u64) {
+    fn begin_trials(&self, word: u64, now: Tick) {
         let mut events = lock(&self.events);
         if self.word.load(Ordering::Acquire) != word {
             return;
         }
-        self.reset_trials(word_generation(word) + 1);
+        self.reset_trials(word_generation(word) + 1, now);
         // publish's Release store of the word makes the resets above visible with it.
         self.publish(&mut events, word, Force::None, State::HalfOpen, None);
     }
 
     /// Fresh trial counters for the HALF_OPEN period `generation` (under the transition lock).
-    fn reset_trials(&self, generation: u64) {
+    fn reset_trials(&self, generation: u64, now: Tick) {
         let tag = gen_tag(generation);
+        self.trials_since.store(now.ns, Ordering::Relaxed);
         for slot in self.tickets.iter() {
             slot.store(FREE, Ordering::Relaxed);
         }
@@ -695,7 +717,7 @@ impl Breaker {
         }
         match to {
             State::Closed => self.enter_closed(),
-            State::HalfOpen => self.reset_trials(word_generation(word) + 1),
+            State::HalfOpen => self.reset_trials(word_generation(word) + 1, now),
             State::Open => {}
         }
         let rate = self.window_error_rate(now);
@@ -723,17 +745,16 @@ impl Breaker {
                 Err(seen) => budget = seen,
             }
         }
-        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed) + 1;
+        let since = self.trials_since.load(Ordering::Relaxed);
+        let ticket = make_ticket(since, now, self.next_ticket.fetch_add(1, Ordering::Relaxed));
         for (slot, cell) in self.tickets.iter().enumerate() {
+            // AcqRel: the claim publishes the ticket (and with it the admission time).
             if cell
-                .compare_exchange(FREE, RESERVED, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(FREE, ticket, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 continue;
             }
-            self.admitted_at[slot].store(now.ns, Ordering::Relaxed);
-            // Release: whoever sees the ticket also sees admitted_at.
-            cell.store(ticket, Ordering::Release);
             if self.word.load(Ordering::Acquire) != word {
                 // The period ended while we claimed the slot: it belongs to the next period now.
                 let _ = cell.compare_exchange(ticket, FREE, Ordering::AcqRel, Ordering::Relaxed);
@@ -814,13 +835,10 @@ impl Breaker {
             return false; // with no sleep window every running trial would be "late"
         }
         let generation = word_generation(word);
-        for (slot, cell) in self.tickets.iter().enumerate() {
+        let since = self.trials_since.load(Ordering::Relaxed);
+        for cell in self.tickets.iter() {
             let ticket = cell.load(Ordering::Acquire);
-            if ticket == FREE || ticket == RESERVED {
-                continue;
-            }
-            let since = self.admitted_at[slot].load(Ordering::Relaxed);
-            if now.ns.saturating_sub(since) < limit {
+            if ticket == FREE || ticket_age_ns(since, ticket, now) < limit {
                 continue;
             }
             if cell
@@ -834,16 +852,15 @@ impl Breaker {
         self.word.load(Ordering::Acquire) != word
     }
 
-    fn next_orphan_deadline(&self, _now: Tick) -> Option<i64> {
+    /// Nanoseconds until the oldest running trial is judged orphaned.
+    fn next_orphan_deadline(&self, now: Tick) -> Option<i64> {
         let limit = self.sleep_ns.load(Ordering::Relaxed);
+        let since = self.trials_since.load(Ordering::Relaxed);
         self.tickets
             .iter()
-            .zip(self.admitted_at.iter())
-            .filter(|(t, _)| {
-                let ticket = t.load(Ordering::Acquire);
-                ticket != FREE && ticket != RESERVED
-            })
-            .map(|(_, at)| at.load(Ordering::Relaxed).saturating_add(limit))
+            .map(|t| t.load(Ordering::Acquire))
+            .filter(|&ticket| ticket != FREE)
+            .map(|ticket| (limit - ticket_age_ns(since, ticket, now)).max(0))
             .min()
     }
 
@@ -866,6 +883,13 @@ impl Breaker {
         error_rate: Option<f64>,
     ) {
         let generation = word_generation(old) + 1;
+        if word_state(old) == State::HalfOpen {
+            // The trial period is over: late trial outcomes and returned slots of it must find
+            // another generation here and change nothing.
+            let tag = gen_tag(generation) << 32;
+            self.trial_outcomes.store(tag, Ordering::Relaxed);
+            self.trial_budget.store(tag, Ordering::Relaxed);
+        }
         // Release: every field written for the new period becomes visible with the word.
         self.word
             .store(pack_word(generation, force, to), Ordering::Release);

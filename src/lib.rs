@@ -489,8 +489,9 @@ mod binding {
             exc: Option<&Bound<'_, PyAny>>,
         ) -> PyResult<()> {
             let outcome = outcome_code(outcome)?;
-            self.core.record(outcome, || self.now());
-            self.report(py, outcome, exc);
+            if self.core.record(outcome, || self.now()) {
+                self.report(py, outcome, exc);
+            }
             if self.core.has_events() {
                 self.deliver(py);
             }

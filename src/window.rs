@@ -32,6 +32,8 @@ const TAG_MASK: u64 = (1 << 24) - 1;
 /// A word that holds nothing (never a valid tag/count pair in practice: it would need a count of
 /// 2^40 - 1 in one bucket).
 const EMPTY: u64 = u64::MAX;
+/// Epoch distances from here on may make two epochs' tags look equal or out of order.
+const TAG_HORIZON: i64 = 1 << 23;
 /// `head` before anything was recorded.
 const NO_EPOCH: i64 = i64::MIN;
 
@@ -131,8 +133,18 @@ impl Window {
     pub fn counts(&self, now: Tick) -> (u64, u64) {
         self.enter_era(now.era);
         let epoch = now.ns.div_euclid(self.bucket_ns);
+        // Every word holds an epoch within the n epochs ending at `head` (writers move head
+        // before they write), so only epochs inside both windows can hold counts. This also
+        // keeps a word whose tag merely repeats (2^24 buckets later) from being read.
+        // Acquire: pairs with the head CAS, so the recycling it did is visible.
+        let head = self.head.load(Ordering::Acquire);
+        if head == NO_EPOCH {
+            return (0, 0);
+        }
+        let last = epoch.min(head);
+        let first = (epoch - self.n + 1).max(head - self.n + 1);
         let (mut ok, mut failed) = (0, 0);
-        for x in (epoch - self.n + 1)..=epoch {
+        for x in first..=last {
             let slot = &self.slots[x.rem_euclid(self.n) as usize];
             let want = tag(x);
             // Acquire: see the count that the CAS in `add_one` published.
@@ -203,6 +215,11 @@ impl Window {
 
     /// Clears words left from other epochs in the slots of the epochs in `(old, new]`.
     fn recycle(&self, old: i64, new: i64) {
+        // After a jump of 2^23 buckets or more a stale word's tag may equal the new epoch's, so
+        // tags can't tell stale from fresh: clear everything. The price is that a record racing
+        // this very first record after such a silence (days, for second-sized buckets) can be
+        // lost; below that distance, tags are exact and nothing fresh is ever cleared.
+        let long_silence = old != NO_EPOCH && new - old >= TAG_HORIZON;
         let first = if old == NO_EPOCH || new - old >= self.n {
             new - self.n + 1
         } else {
@@ -210,9 +227,14 @@ impl Window {
         };
         for x in first..=new {
             let slot = &self.slots[x.rem_euclid(self.n) as usize];
-            let want = tag(x);
-            clear_unless(&slot.successes, want);
-            clear_unless(&slot.failures, want);
+            if long_silence {
+                slot.successes.store(EMPTY, Ordering::Release);
+                slot.failures.store(EMPTY, Ordering::Release);
+            } else {
+                let want = tag(x);
+                clear_unless(&slot.successes, want);
+                clear_unless(&slot.failures, want);
+            }
         }
     }
 }
