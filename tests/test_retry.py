@@ -806,6 +806,21 @@ def test_metrics_collector_without_retry_methods_or_raising_ones_is_harmless(
     assert "record_retry_attempt" in caplog.records[0].getMessage()
 
 
+def test_raising_collector_is_logged_at_error_once_per_operation_then_at_debug(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken:
+        def record_retry_attempt(self, operation: str) -> None:
+            raise RuntimeError("collector down")
+
+    retrier, _ = recording(metrics=Broken(), name="op")
+    with caplog.at_level(logging.DEBUG, logger="resilience"):
+        for _ in range(3):
+            assert retrier.call(Script(ConnectionError())) == "ok"
+    failures = [r for r in caplog.records if "metrics collector failed" in r.getMessage()]
+    assert [r.levelno for r in failures] == [logging.ERROR, logging.DEBUG, logging.DEBUG]
+
+
 def test_operation_name_defaults_to_the_function_qualname() -> None:
     infos: list[AttemptInfo] = []
     retrier, _ = recording(on_retry=infos.append)

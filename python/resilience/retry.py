@@ -336,6 +336,7 @@ class Retry:
         "_backoff",
         "_breaker",
         "_budget",
+        "_collector_failed",
         "_config",
         "_count_call",
         "_exhausted",
@@ -429,6 +430,7 @@ class Retry:
         self._count_call: Callable[[], int] = itertools.count().__next__
         self._reads = 0
         self._lock = threading.Lock()
+        self._collector_failed: set[tuple[str, str]] = set()
         self._extra_attempts = 0
         self._retries = 0
         self._exhausted = 0
@@ -690,10 +692,8 @@ class Retry:
             try:
                 self._record_attempt(operation)
             except Exception:
-                logger.exception(
-                    "%s: metrics collector failed in record_retry_attempt",
-                    operation,
-                    extra=_extra(operation, run.attempt, delay, exc),
+                self._collector_raised(
+                    operation, "record_retry_attempt", _extra(operation, run.attempt, delay, exc)
                 )
         if self._on_retry is not None:
             info = AttemptInfo(operation, run.attempt, delay, exc, run.result, elapsed)
@@ -722,6 +722,22 @@ class Retry:
             self._slept += delay
             self._extra_attempts += 1
 
+    def _collector_raised(self, operation: str, method: str, extra: dict[str, Any]) -> None:
+        """Logs a failing metrics collector: at ERROR the first time per operation and method,
+        then at DEBUG, so a broken collector cannot flood the logs (the contract's rule 7)."""
+        with self._lock:
+            first = (operation, method) not in self._collector_failed
+            self._collector_failed.add((operation, method))
+        self._logger.log(
+            logging.ERROR if first else logging.DEBUG,
+            "%s: metrics collector failed in %s%s",
+            operation,
+            method,
+            "" if first else " (repeat)",
+            exc_info=True,
+            extra=extra,
+        )
+
     def _give_up(self, run: _Run, reason: str) -> RetryError:
         """Counts, logs and reports exhaustion; returns the RetryError to raise."""
         with self._lock:
@@ -744,10 +760,8 @@ class Retry:
             try:
                 self._record_exhausted(operation)
             except Exception:
-                self._logger.exception(
-                    "%s: metrics collector failed in record_retry_exhausted",
-                    operation,
-                    extra=_extra(operation, run.attempt, None, exc),
+                self._collector_raised(
+                    operation, "record_retry_exhausted", _extra(operation, run.attempt, None, exc)
                 )
         error = RetryError(
             message,
