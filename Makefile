@@ -42,14 +42,14 @@ lint: build ## rustfmt, clippy, ruff, mypy --strict, stubtest
 	cargo fmt --check
 	cargo clippy -q --all-targets -- -D warnings
 	cargo clippy -q --all-targets --features python -- -D warnings
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/ruff check python tests examples benches
+	$(VENV)/bin/ruff format --check python tests examples benches
 	$(VENV)/bin/mypy --strict python/resilience
 	$(VPY) -m mypy.stubtest resilience._core
 
 .PHONY: demo
-demo: build-release ## Watch a breaker protect a flaky function (about 8 s)
-	$(VPY) -m resilience demo
+demo: build-release ## Replay an outage against two breaker configurations; writes demo.png
+	$(VPY) -m resilience simulate outage --compare preset=critical --plot demo.png
 
 # ----- free-threaded CPython 3.13t -----
 FT_VENV := .venv-ft

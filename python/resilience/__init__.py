@@ -17,6 +17,7 @@ from .errors import (
     StateError,
 )
 from .observe import MetricsCollector, NoopCollector, StateListener
+from .registry import BreakerRegistry
 from .retry import (
     AttemptInfo,
     Retry,
@@ -32,6 +33,7 @@ _logging.getLogger("resilience").addHandler(_logging.NullHandler())
 
 __all__ = [
     "AttemptInfo",
+    "BreakerRegistry",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerOpenError",
