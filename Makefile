@@ -46,6 +46,7 @@ lint: build ## rustfmt, clippy, ruff, mypy --strict, stubtest
 	$(VENV)/bin/ruff format --check python tests examples benches
 	$(VENV)/bin/mypy --strict python/resilience
 	$(VPY) -m mypy.stubtest resilience._core
+	$(MAKE) --no-print-directory lint-actions
 
 .PHONY: demo
 demo: build-release ## Replay an outage against two breaker configurations; writes demo.png

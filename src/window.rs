@@ -21,7 +21,8 @@
 //!
 //! `head` remembers the newest epoch recorded. Whoever moves it forward clears, in the slots of
 //! the epochs entering the window, any word left from another epoch; this keeps a word from an
-//! epoch `2^24` buckets ago from passing for a current one after a long silence.
+//! epoch `2^24` buckets ago from passing for a current one after a long silence. (Resets are
+//! `swap`s rather than `store`s so that loom models them faithfully; see `breaker.rs`.)
 
 use crate::clock::Tick;
 use crate::sync::{AtomicI64, AtomicU64, Ordering};
@@ -73,6 +74,9 @@ pub struct Window {
     slots: Box<[Slot]>,
     head: AtomicI64,
     era: AtomicU64,
+    /// The newest epoch with a failure recorded (NO_EPOCH: none since the last clear); lets a
+    /// success skip judging a window that holds no failure.
+    last_failure: AtomicI64,
 }
 
 impl Window {
@@ -96,6 +100,7 @@ impl Window {
             slots,
             head: AtomicI64::new(NO_EPOCH),
             era: AtomicU64::new(0),
+            last_failure: AtomicI64::new(NO_EPOCH),
         }
     }
 
@@ -121,12 +126,23 @@ impl Window {
             return false;
         }
         let slot = &self.slots[epoch.rem_euclid(self.n) as usize];
-        let word = if failure {
-            &slot.failures
-        } else {
-            &slot.successes
-        };
-        add_one(word, tag(epoch))
+        if !failure {
+            return add_one(&slot.successes, tag(epoch));
+        }
+        let added = add_one(&slot.failures, tag(epoch));
+        // SeqCst, with the load in `may_hold_failures`: a success that does not see this
+        // failure recorded was itself recorded before it, and the failure's own judgement of
+        // the window then counts that success.
+        self.last_failure.fetch_max(epoch, Ordering::SeqCst);
+        added
+    }
+
+    /// False only when no failure can be inside the window ending at `now` (a cheap check that
+    /// spares a success the read of every bucket).
+    #[inline]
+    pub fn may_hold_failures(&self, now: Tick) -> bool {
+        let newest = self.last_failure.load(Ordering::SeqCst);
+        newest != NO_EPOCH && now.ns.div_euclid(self.bucket_ns) - newest < self.n
     }
 
     /// `(successes, failures)` inside the window ending at `now`.
@@ -164,10 +180,11 @@ impl Window {
     pub fn clear(&self) {
         for slot in self.slots.iter() {
             // Release: a reader that sees EMPTY sees the clear as a whole in this slot.
-            slot.successes.store(EMPTY, Ordering::Release);
-            slot.failures.store(EMPTY, Ordering::Release);
+            slot.successes.swap(EMPTY, Ordering::Release);
+            slot.failures.swap(EMPTY, Ordering::Release);
         }
-        self.head.store(NO_EPOCH, Ordering::Release);
+        self.head.swap(NO_EPOCH, Ordering::Release);
+        self.last_failure.swap(NO_EPOCH, Ordering::Release);
     }
 
     /// Follows the clock into `era`; false if `era` is older than the window's (the reading was
@@ -228,8 +245,8 @@ impl Window {
         for x in first..=new {
             let slot = &self.slots[x.rem_euclid(self.n) as usize];
             if long_silence {
-                slot.successes.store(EMPTY, Ordering::Release);
-                slot.failures.store(EMPTY, Ordering::Release);
+                slot.successes.swap(EMPTY, Ordering::Release);
+                slot.failures.swap(EMPTY, Ordering::Release);
             } else {
                 let want = tag(x);
                 clear_unless(&slot.successes, want);

@@ -100,3 +100,21 @@ def make_breaker(
         return cb
 
     return make
+
+
+# Fixtures that hand every thread of a pytest-run-parallel run the same mutable object: one
+# ManualClock (a test that advances virtual time can't share it), one breaker factory wired to it,
+# one recording listener or collector, one Prometheus registry, one log capture (caplog records
+# every thread's logs), one monkeypatch. Tests using them run on a single thread under
+# `--parallel-threads`; tests that build their own objects run on all threads.
+SHARED_STATE_FIXTURES = frozenset(
+    {"clock", "make_breaker", "listener", "collector", "registry", "caplog", "monkeypatch"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SHARED_STATE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(
+                pytest.mark.thread_unsafe(reason="shares a ManualClock or breaker fixture")
+            )

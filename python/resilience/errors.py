@@ -48,11 +48,18 @@ class CircuitBreakerOpenError(ResilienceError):
     retry_after: float | None
 
     def __init__(self, name: str, state: CircuitState, retry_after: float | None) -> None:
+        # No super().__init__: BaseException.__new__ already keeps the arguments in `args`, and
+        # the message is only formatted if someone reads it (rejections are a hot path).
         self.name = name
         self.state = state
         self.retry_after = retry_after
-        detail = "forced open" if retry_after is None else f"retry after {retry_after:.3f}s"
-        super().__init__(f"circuit breaker {name!r} is {state.value}: call rejected ({detail})")
+
+    def __str__(self) -> str:
+        if self.retry_after is None:
+            detail = "forced open"
+        else:
+            detail = f"retry after {self.retry_after:.3f}s"
+        return f"circuit breaker {self.name!r} is {self.state.value}: call rejected ({detail})"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.name, self.state, self.retry_after))
