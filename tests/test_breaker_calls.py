@@ -195,6 +195,25 @@ def test_decorator_keeps_name_doc_signature_and_sync_or_async_nature(make_breake
     assert cb.metrics()["success"] == 2
 
 
+def test_decorated_methods_receive_self_sync_and_async(make_breaker):
+    cb = make_breaker()
+
+    class Client:
+        @cb
+        def get(self, key: str) -> tuple[object, str]:
+            return self, key
+
+        @cb
+        async def aget(self, key: str) -> tuple[object, str]:
+            return self, key
+
+    client = Client()
+    assert client.get("k") == (client, "k")
+    assert asyncio.run(client.aget("k")) == (client, "k")
+    assert Client.get(client, "u") == (client, "u")  # through the class, like a function
+    assert cb.metrics()["success"] == 3
+
+
 def test_decorating_something_not_callable_is_a_type_error(make_breaker):
     with pytest.raises(TypeError, match="callable"):
         make_breaker()(42)

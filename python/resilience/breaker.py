@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
 
 from . import _core
 from ._validate import check_duration, check_int, check_name, check_number
+from ._wrap import guarded
 from .classify import Classifier, default_error_classifier
 from .errors import CircuitBreakerOpenError
 from .observe import REQUIRED_COLLECTOR_METHODS, MetricsCollector, Notifier, StateListener
@@ -320,13 +321,7 @@ class CircuitBreaker:
                 return await call_async(fn, *args, **kwargs)
 
             return async_wrapper
-        call = self._core.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return cast(Callable[P, Any], guarded(self._core.call, fn))
 
     def __enter__(self) -> CircuitBreaker:
         permit = self._core.acquire()

@@ -32,6 +32,7 @@ from datetime import timedelta
 from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
 
 from ._validate import check_duration, check_int, check_name, check_number
+from ._wrap import guarded
 from .backoff import JITTER_STRATEGIES, Backoff, JitterStrategy, RandomSource, backoff_for
 from .classify import default_error_classifier
 from .errors import CircuitBreakerOpenError, ConfigurationError, RetryError
@@ -545,13 +546,7 @@ class Retry:
 
             return cast(Callable[P, T], async_wrapper)
 
-        call = self.call
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return call(fn, *args, **kwargs)
-
-        return wrapper
+        return cast(Callable[P, T], guarded(self.call, fn))
 
     def _retry_sync(
         self,
