@@ -15,6 +15,7 @@ mod binding {
     use std::sync::Arc;
 
     use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
+    use pyo3::ffi;
     use pyo3::prelude::*;
     use pyo3::pyclass::{PyTraverseError, PyVisit};
     use pyo3::types::{PyDict, PyString, PyTuple};
@@ -319,6 +320,119 @@ mod binding {
         }
     }
 
+    impl Breaker {
+        /// Admits a call, runs `invoke`, records the outcome: the whole of `call`.
+        fn guarded<'py>(
+            &self,
+            py: Python<'py>,
+            invoke: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let permit = match self.core.try_acquire(|| self.now()) {
+                Ok(permit) => permit,
+                Err(rejected) => return Err(self.rejection(py, rejected)),
+            };
+            if self.core.has_events() {
+                self.deliver(py);
+            }
+            match invoke() {
+                Ok(value) => {
+                    self.finish(py, permit, Outcome::Success, None);
+                    Ok(value)
+                }
+                Err(err) => {
+                    let exc = err.value(py).clone();
+                    let outcome = self.classify(py, exc.as_any());
+                    self.finish(py, permit, outcome, Some(exc.as_any()));
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// The method definition behind `Breaker.fast_call`.
+    struct MethodDef(ffi::PyMethodDef);
+    // SAFETY: the definition is immutable after construction; CPython only reads it.
+    unsafe impl Sync for MethodDef {}
+
+    static FAST_CALL: MethodDef = MethodDef(ffi::PyMethodDef {
+        ml_name: c"call".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: fast_call,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc:
+            c"call(func, /, *args, **kwargs)\n--\n\nRuns func(*args, **kwargs) through the breaker."
+                .as_ptr(),
+    });
+
+    /// METH_FASTCALL entry point of `call`: `args[0]` is the function, the rest (and the values
+    /// named by `kwnames`) are forwarded to it.
+    unsafe extern "C" fn fast_call(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls us with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // SAFETY: arguments as CPython passes them to a METH_FASTCALL | METH_KEYWORDS
+            // builtin whose `self` is a Breaker (set in `Breaker.fast_call`).
+            unsafe { fast_call_impl(py, slf, args, nargs, kwnames) }
+        }));
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_) => Err(pyo3::panic::PanicException::new_err(
+                "a panic in the resilience core (this is a bug; please report it)",
+            )),
+        };
+        match result {
+            Ok(value) => value.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    unsafe fn fast_call_impl<'py>(
+        py: Python<'py>,
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        // SAFETY (whole function): see `fast_call`; `args` holds `nargs` positional values
+        // followed by one value per name in the `kwnames` tuple.
+        let slf = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, slf) };
+        let breaker = unsafe { slf.cast_unchecked::<Breaker>() }.get();
+        if nargs < 1 {
+            return Err(PyTypeError::new_err(
+                "call() missing the function to call (call(func, /, *args, **kwargs))",
+            ));
+        }
+        let arg = |i: ffi::Py_ssize_t| unsafe { Bound::from_borrowed_ptr(py, *args.offset(i)) };
+        let func = arg(0);
+        breaker.guarded(py, || {
+            if nargs == 1 && kwnames.is_null() {
+                return func.call0();
+            }
+            let positional = PyTuple::new(py, (1..nargs).map(arg))?;
+            let keywords = if kwnames.is_null() {
+                None
+            } else {
+                let names = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, kwnames) };
+                let names = names.cast_into::<PyTuple>()?;
+                let dict = PyDict::new(py);
+                for (j, name) in names.iter().enumerate() {
+                    dict.set_item(name, arg(nargs + j as ffi::Py_ssize_t))?;
+                }
+                Some(dict)
+            };
+            func.call(positional, keywords.as_ref())
+        })
+    }
+
     #[pymethods]
     impl Breaker {
         #[new]
@@ -392,29 +506,26 @@ mod binding {
             args: &Bound<'_, PyTuple>,
             kwargs: Option<&Bound<'_, PyDict>>,
         ) -> PyResult<Py<PyAny>> {
-            let permit = match self.core.try_acquire(|| self.now()) {
-                Ok(permit) => permit,
-                Err(rejected) => return Err(self.rejection(py, rejected)),
-            };
-            if self.core.has_events() {
-                self.deliver(py);
-            }
-            let result = if args.is_empty() && kwargs.is_none() {
-                func.call0()
-            } else {
-                func.call(args, kwargs)
-            };
-            match result {
-                Ok(value) => {
-                    self.finish(py, permit, Outcome::Success, None);
-                    Ok(value.unbind())
+            self.guarded(py, || {
+                if args.is_empty() && kwargs.is_none() {
+                    func.call0()
+                } else {
+                    func.call(args, kwargs)
                 }
-                Err(err) => {
-                    let exc = err.value(py).clone();
-                    let outcome = self.classify(py, exc.as_any());
-                    self.finish(py, permit, outcome, Some(exc.as_any()));
-                    Err(err)
-                }
+            })
+            .map(Bound::unbind)
+        }
+
+        /// `call` as a builtin bound to this breaker that takes its arguments the vectorcall
+        /// way (no argument tuple unless the function has arguments to forward).
+        #[getter]
+        fn fast_call(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+            // SAFETY: FAST_CALL is a static method definition that lives for the whole process;
+            // the new builtin keeps a strong reference to the breaker (its `self`).
+            unsafe {
+                let def = std::ptr::addr_of!(FAST_CALL.0).cast_mut();
+                let ptr = ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut());
+                Ok(Bound::from_owned_ptr_or_err(slf.py(), ptr)?.unbind())
             }
         }
 

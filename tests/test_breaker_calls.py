@@ -456,3 +456,17 @@ def test_circuit_breaker_open_error_raised_by_a_breaker_pickles(make_breaker, cl
         cb.call(ok)
     clone = pickle.loads(pickle.dumps(info.value))
     assert (clone.name, clone.state, clone.retry_after) == ("test", OPEN, 20.0)
+
+
+def test_call_forwards_positional_and_keyword_arguments_and_needs_a_function(make_breaker):
+    cb = make_breaker()
+
+    def join(*args: object, **kwargs: object) -> tuple[tuple[object, ...], dict[str, object]]:
+        return args, kwargs
+
+    assert cb.call(join) == ((), {})
+    assert cb.call(join, 1, 2, x=3) == ((1, 2), {"x": 3})
+    assert cb.call(join, func=1) == ((), {"func": 1})  # `func` is positional-only
+    with pytest.raises(TypeError, match="missing the function"):
+        cb.call()
+    assert cb.metrics()["success"] == 3

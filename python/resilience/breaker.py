@@ -222,7 +222,7 @@ class CircuitBreaker:
         self._notifier = notifier
         self._core = core
         # The core's own method, stored per instance: `cb.call(f)` runs no Python frame of ours.
-        self.call = core.call  # type: ignore[method-assign]
+        self.call = core.fast_call  # type: ignore[method-assign]
 
     # ----- identity -----
 
@@ -321,7 +321,7 @@ class CircuitBreaker:
                 return await call_async(fn, *args, **kwargs)
 
             return async_wrapper
-        return cast(Callable[P, Any], guarded(self._core.call, fn))
+        return cast(Callable[P, Any], guarded(self._core.fast_call, fn))
 
     def __enter__(self) -> CircuitBreaker:
         permit = self._core.acquire()
