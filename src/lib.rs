@@ -404,14 +404,17 @@ mod binding {
     ) -> PyResult<Bound<'py, PyAny>> {
         // SAFETY (whole function): see `fast_call`; `args` holds `nargs` positional values
         // followed by one value per name in the `kwnames` tuple.
-        let slf = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, slf) };
-        let breaker = unsafe { slf.cast_unchecked::<Breaker>() }.get();
+        // Borrowed, not Bound: no reference-count traffic on the breaker or the function, which
+        // every thread shares (on free-threaded builds that traffic is contended).
+        let slf = unsafe { Borrowed::<'_, 'py, PyAny>::from_ptr(py, slf) };
+        let breaker = unsafe { slf.cast_unchecked::<Breaker>() };
+        let breaker = breaker.get();
         if nargs < 1 {
             return Err(PyTypeError::new_err(
                 "call() missing the function to call (call(func, /, *args, **kwargs))",
             ));
         }
-        let arg = |i: ffi::Py_ssize_t| unsafe { Bound::from_borrowed_ptr(py, *args.offset(i)) };
+        let arg = |i: ffi::Py_ssize_t| unsafe { Borrowed::from_ptr(py, *args.offset(i)) };
         let func = arg(0);
         breaker.guarded(py, || {
             if nargs == 1 && kwnames.is_null() {
