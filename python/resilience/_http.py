@@ -30,6 +30,7 @@ from .retry import AttemptInfo, RetryConfig
 __all__ = [
     "IDEMPOTENT_METHODS",
     "AsyncExchange",
+    "ChaosControls",
     "ChaosPolicy",
     "ChaosStats",
     "Exchange",
@@ -663,3 +664,33 @@ def _patterns(field: str, values: Iterable[str]) -> tuple[str, ...]:
         if not isinstance(value, str):
             raise TypeError(f"ChaosMiddleware.{field} must hold str patterns, got {value!r}")
     return result
+
+
+class ChaosControls:
+    """The switches both chaos middlewares (ASGI and WSGI) expose over their ``ChaosPolicy``."""
+
+    _policy: ChaosPolicy
+
+    @property
+    def enabled(self) -> bool:
+        """Whether faults are injected now."""
+        return self._policy.enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"ChaosMiddleware.enabled must be a bool, got {value!r}")
+        self._policy.enabled = value
+
+    @property
+    def failure_rate(self) -> float:
+        """The fraction of matching requests that fail (settable, in [0, 1])."""
+        return self._policy.failure_rate
+
+    @failure_rate.setter
+    def failure_rate(self, value: float) -> None:
+        self._policy.failure_rate = check_rate("failure_rate", value)
+
+    def stats(self) -> ChaosStats:
+        """What was injected so far."""
+        return self._policy.stats()

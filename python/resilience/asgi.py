@@ -26,7 +26,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from ._http import ChaosPolicy, ChaosStats, Latency, check_rate
+from ._http import ChaosControls, ChaosPolicy, ChaosStats, Latency
 
 __all__ = ["ASGIApp", "ChaosMiddleware", "ChaosStats"]
 
@@ -38,7 +38,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 """An ASGI 3 application."""
 
 
-class ChaosMiddleware:
+class ChaosMiddleware(ChaosControls):
     """Injects failures and latency into a fraction of an ASGI app's HTTP requests.
 
     Args:
@@ -97,30 +97,6 @@ class ChaosMiddleware:
         self._headers = [
             (k.encode("latin-1"), v.encode("latin-1")) for k, v in self._policy.headers
         ]
-
-    @property
-    def enabled(self) -> bool:
-        """Whether faults are injected now."""
-        return self._policy.enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError(f"ChaosMiddleware.enabled must be a bool, got {value!r}")
-        self._policy.enabled = value
-
-    @property
-    def failure_rate(self) -> float:
-        """The fraction of matching requests that fail (settable, in [0, 1])."""
-        return self._policy.failure_rate
-
-    @failure_rate.setter
-    def failure_rate(self, value: float) -> None:
-        self._policy.failure_rate = check_rate("failure_rate", value)
-
-    def stats(self) -> ChaosStats:
-        """What was injected so far."""
-        return self._policy.stats()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

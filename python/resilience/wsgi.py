@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from ._http import ChaosPolicy, ChaosStats, Latency, check_rate
+from ._http import ChaosControls, ChaosPolicy, ChaosStats, Latency
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["ChaosMiddleware", "ChaosStats"]
 
 
-class ChaosMiddleware:
+class ChaosMiddleware(ChaosControls):
     """Injects failures and latency into a fraction of a WSGI app's requests.
 
     Args:
@@ -84,30 +84,6 @@ class ChaosMiddleware:
         except ValueError:
             phrase = "Injected Failure"
         self._status_line = f"{code} {phrase}"
-
-    @property
-    def enabled(self) -> bool:
-        """Whether faults are injected now."""
-        return self._policy.enabled
-
-    @enabled.setter
-    def enabled(self, value: bool) -> None:
-        if not isinstance(value, bool):
-            raise TypeError(f"ChaosMiddleware.enabled must be a bool, got {value!r}")
-        self._policy.enabled = value
-
-    @property
-    def failure_rate(self) -> float:
-        """The fraction of matching requests that fail (settable, in [0, 1])."""
-        return self._policy.failure_rate
-
-    @failure_rate.setter
-    def failure_rate(self, value: float) -> None:
-        self._policy.failure_rate = check_rate("failure_rate", value)
-
-    def stats(self) -> ChaosStats:
-        """What was injected so far."""
-        return self._policy.stats()
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         decision = self._policy.decide(environ.get("PATH_INFO", "") or "/")
