@@ -25,7 +25,7 @@ from resilience.registry import BreakerRegistry
 from resilience.testing import ManualClock
 
 INDEX = {
-    "python": ["python.org", "docs.python.org", "pypi.org"],
+    "python": ["python.org", "docs.python.org", "peps.python.org"],
     "rust": ["rust-lang.org", "crates.io", "docs.rs"],
     "go": ["go.dev", "pkg.go.dev"],
 }
