@@ -158,7 +158,7 @@ class CircuitBreakerConfig:
 
 # One stack of (breaker, permit) per thread or asyncio task for `with cb:` blocks; contextvars
 # keep concurrent tasks apart, and nesting pops in order.
-_open_blocks: ContextVar[tuple[tuple[CircuitBreaker, _core.Permit], ...]] = ContextVar(
+_open_blocks: ContextVar[tuple[tuple[CircuitBreaker, Any], ...]] = ContextVar(
     "resilience_open_blocks", default=()
 )
 
@@ -274,18 +274,17 @@ class CircuitBreaker:
         running in its daemon thread and its late outcome is ignored.
         """
         limit = check_duration("call_with_timeout", "seconds", seconds, positive=True)
-        core = self._core
-        permit = core.acquire()
+        permit = self._admit()
         future: concurrent.futures.Future[R] = concurrent.futures.Future()
 
         def run() -> None:
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                core.complete(permit, exc)
+                self._finish(permit, exc)
                 future.set_exception(exc)
             else:
-                core.complete(permit)
+                self._finish(permit, None)
                 future.set_result(result)
 
         threading.Thread(target=run, name=f"resilience-timeout-{self.name}", daemon=True).start()
@@ -297,7 +296,7 @@ class CircuitBreaker:
             error = TimeoutError(
                 f"circuit breaker {self.name!r}: call did not finish within {limit}s"
             )
-            core.complete_as(permit, _FAILURE, error)
+            self._finish_as(permit, _FAILURE, error)
             raise error from None
 
     @overload
@@ -321,11 +320,10 @@ class CircuitBreaker:
                 return await call_async(fn, *args, **kwargs)
 
             return async_wrapper
-        return cast(Callable[P, Any], guarded(self._core.fast_call, fn))
+        return cast(Callable[P, Any], guarded(self._runner(), fn))
 
     def __enter__(self) -> CircuitBreaker:
-        permit = self._core.acquire()
-        _open_blocks.set((*_open_blocks.get(), (self, permit)))
+        _open_blocks.set((*_open_blocks.get(), (self, self._admit())))
         return self
 
     def __exit__(
@@ -334,7 +332,7 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self._core.complete(self._pop_block(), exc)
+        self._finish(self._pop_block(), exc)
         return False
 
     async def __aenter__(self) -> CircuitBreaker:
@@ -348,7 +346,26 @@ class CircuitBreaker:
     ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
-    def _pop_block(self) -> _core.Permit:
+    # ----- admission hooks: a subclass that admits differently (the fleet-wide breaker of
+    # resilience.redis) replaces these, and `with`, `call_with_timeout` and the decorator follow.
+
+    def _admit(self) -> Any:
+        """Admits one call or raises CircuitBreakerOpenError; returns its permit."""
+        return self._core.acquire()
+
+    def _finish(self, permit: Any, exc: BaseException | None) -> None:
+        """Ends an admitted call: ``exc`` None is a success, else it is classified."""
+        self._core.complete(permit, exc)
+
+    def _finish_as(self, permit: Any, outcome: int, exc: BaseException | None) -> None:
+        """Ends an admitted call with an outcome decided by the caller."""
+        self._core.complete_as(permit, outcome, exc)
+
+    def _runner(self) -> Callable[..., Any]:
+        """What a decorated function calls as ``runner(fn, *args, **kwargs)``."""
+        return self._core.fast_call
+
+    def _pop_block(self) -> Any:
         blocks = _open_blocks.get()
         for i in range(len(blocks) - 1, -1, -1):
             if blocks[i][0] is self:

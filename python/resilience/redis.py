@@ -95,10 +95,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
-import contextvars
-import functools
 import hashlib
 import inspect
 import json
@@ -108,11 +105,11 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 
 try:
     import redis as _redis
@@ -127,7 +124,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from . import _core
 from ._validate import check_duration
-from .breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState
+from .breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState, _open_blocks
 from .errors import CircuitBreakerOpenError
 from .observe import MetricsCollector
 
@@ -515,11 +512,6 @@ class _NeedRedis:
 
 _NEED_REDIS: Final = _NeedRedis()
 
-# `with cb:` blocks of shared breakers: (breaker, ticket) per thread or task, like breaker.py's.
-_blocks: contextvars.ContextVar[tuple[tuple[SharedCircuitBreaker, _Ticket], ...]] = (
-    contextvars.ContextVar("resilience_shared_blocks", default=())
-)
-
 
 def _is_redis_error(exc: BaseException) -> bool:
     """Errors of the coordination path (a reply of an unexpected shape included): they switch
@@ -896,80 +888,15 @@ class SharedCircuitBreaker(CircuitBreaker):
         await self._finish_async(ticket, None)
         return result
 
-    def call_with_timeout(
-        self, seconds: float | timedelta, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
-        """Runs ``fn`` in a helper thread and waits at most ``seconds`` (see CircuitBreaker)."""
-        limit = check_duration("call_with_timeout", "seconds", seconds, positive=True)
-        ticket = self._admit()
-        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+    def _runner(self) -> Callable[..., Any]:
+        """Decorated functions go through ``self.call``, which changes with the fleet's state."""
+        return self._dispatch
 
-        def run() -> None:
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._finish(ticket, exc)
-                future.set_exception(exc)
-            else:
-                self._finish(ticket, None)
-                future.set_result(result)
-
-        threading.Thread(target=run, name=f"resilience-timeout-{self.name}", daemon=True).start()
-        try:
-            return future.result(timeout=limit)
-        except concurrent.futures.TimeoutError:
-            if future.done():
-                return future.result()
-            error = TimeoutError(
-                f"circuit breaker {self.name!r}: call did not finish within {limit}s"
-            )
-            self._finish_as(ticket, _FAILURE, error)
-            raise error from None
-
-    @overload
-    def __call__(
-        self, fn: Callable[P, Coroutine[Any, Any, R]]
-    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]: ...
-
-    def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorates ``fn`` (sync or async) so every call goes through the breaker."""
-        if not callable(fn):
-            raise TypeError(f"CircuitBreaker can only decorate a callable, got {fn!r}")
-        if inspect.iscoroutinefunction(fn):
-            call_async = self.call_async
-
-            @functools.wraps(fn)
-            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                return await call_async(fn, *args, **kwargs)
-
-            return async_wrapper
-
-        @functools.wraps(fn)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            return self.call(fn, *args, **kwargs)
-
-        return wrapper
-
-    def __enter__(self) -> SharedCircuitBreaker:
-        ticket = self._admit()
-        _blocks.set((*_blocks.get(), (self, ticket)))
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        self._finish(self._pop_ticket(), exc)
-        return False
+    def _dispatch(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
+        return self.call(fn, *args, **kwargs)
 
     async def __aenter__(self) -> SharedCircuitBreaker:
-        ticket = await self._admit_async()
-        _blocks.set((*_blocks.get(), (self, ticket)))
+        _open_blocks.set((*_open_blocks.get(), (self, await self._admit_async())))
         return self
 
     async def __aexit__(
@@ -978,16 +905,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        await self._finish_async(self._pop_ticket(), exc)
+        await self._finish_async(self._pop_block(), exc)
         return False
-
-    def _pop_ticket(self) -> _Ticket:
-        blocks = _blocks.get()
-        for i in range(len(blocks) - 1, -1, -1):
-            if blocks[i][0] is self:
-                _blocks.set(blocks[:i] + blocks[i + 1 :])
-                return blocks[i][1]
-        raise RuntimeError(f"circuit breaker {self.name!r}: __exit__ without a matching __enter__")
 
     # ----- manual use -----
 
@@ -1037,7 +956,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         with self._lock:
             self._user_force = "open"
             self._core.force_open()
-            self.call = self._core.call  # type: ignore[method-assign]
+            self.call = self._core.fast_call  # type: ignore[method-assign]
 
     def force_closed(self) -> None:
         """Admits every call of this process and judges nothing locally until
@@ -1045,7 +964,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         with self._lock:
             self._user_force = "closed"
             self._core.force_closed()
-            self.call = self._core.call  # type: ignore[method-assign]
+            self.call = self._core.fast_call  # type: ignore[method-assign]
 
     def clear_force(self) -> None:
         """Ends this process's force; the fleet's current state applies again."""
@@ -1480,7 +1399,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         if fleet.state == _CLOSED:
             if core.forced != "closed":
                 core.force_closed()
-            self.call = core.call  # type: ignore[method-assign]
+            self.call = core.fast_call  # type: ignore[method-assign]
             return
         self._collector.armed = False
         if core.forced is not None:
@@ -1531,7 +1450,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             fleet = self._fleet
             if fleet is not None and fleet.state == _OPEN:
                 core.enter(_OPEN, max(fleet.deadline - time.monotonic(), 0.0))
-        self.call = self._core.call  # type: ignore[method-assign]
+        self.call = self._core.fast_call  # type: ignore[method-assign]
         return True
 
     def _degrade(self, exc: BaseException) -> None:
