@@ -11,7 +11,7 @@ pub mod window;
 
 #[cfg(feature = "python")]
 mod binding {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Arc;
 
     use pyo3::exceptions::{PyException, PyTypeError, PyValueError};
@@ -182,7 +182,37 @@ mod binding {
         on_failure: Option<Py<PyAny>>,
         on_rejection: Option<Py<PyAny>>,
         open_error: Py<PyAny>,
+        /// `open_error`'s `tp_new` (BaseException's): a rejection builds its exception with it
+        /// alone, so no Python `__init__` frame runs on the rejection path.
+        open_error_new: ffi::newfunc,
         states: [Py<PyAny>; 3],
+    }
+
+    /// The `tp_new` slot of `cls`, which must be a subclass of BaseException whose `__init__`
+    /// only stores its arguments in `args` (CircuitBreakerOpenError's contract with the core).
+    fn exception_new(py: Python<'_>, cls: &Py<PyAny>) -> PyResult<ffi::newfunc> {
+        let cls = cls.bind(py);
+        let is_exception_type = cls
+            .cast::<pyo3::types::PyType>()
+            .map(|t| t.is_subclass_of::<pyo3::exceptions::PyBaseException>())
+            .unwrap_or(Ok(false))?;
+        if !is_exception_type {
+            return Err(PyTypeError::new_err(format!(
+                "Breaker.open_error must be an exception type, got {}",
+                cls.repr()?
+            )));
+        }
+        // SAFETY: `cls` is a type object; PyType_GetSlot reads its slot table (static types are
+        // accepted since 3.10, the oldest version this module supports).
+        let slot = unsafe { ffi::PyType_GetSlot(cls.as_ptr().cast(), ffi::Py_tp_new) };
+        if slot.is_null() {
+            return Err(PyTypeError::new_err(format!(
+                "Breaker.open_error {} cannot be instantiated",
+                cls.repr()?
+            )));
+        }
+        // SAFETY: the Py_tp_new slot holds a `newfunc`.
+        Ok(unsafe { std::mem::transmute::<*mut std::ffi::c_void, ffi::newfunc>(slot) })
     }
 
     fn outcome_code(code: u8) -> PyResult<Outcome> {
@@ -215,15 +245,26 @@ mod binding {
             }
             self.deliver(py);
             let retry_after = rejected.retry_after_ns.map(ns_to_seconds);
-            match self.open_error.call1(
-                py,
-                (
-                    self.name.clone_ref(py),
-                    self.state_obj(py, rejected.state),
-                    retry_after,
-                ),
-            ) {
-                Ok(exc) => PyErr::from_value(exc.into_bound(py)),
+            let args = (
+                self.name.clone_ref(py),
+                self.state_obj(py, rejected.state),
+                retry_after,
+            );
+            let built = args.into_pyobject(py).and_then(|args| {
+                // SAFETY: `open_error` is a type (checked in `new`) and `open_error_new` its
+                // tp_new slot; tp_new takes a borrowed tuple and a NULL keyword dict, and
+                // returns a new reference or NULL with an exception set.
+                unsafe {
+                    let exc = (self.open_error_new)(
+                        self.open_error.as_ptr().cast::<ffi::PyTypeObject>(),
+                        args.as_ptr(),
+                        std::ptr::null_mut(),
+                    );
+                    Bound::from_owned_ptr_or_err(py, exc)
+                }
+            });
+            match built {
+                Ok(exc) => PyErr::from_value(exc),
                 Err(err) => err,
             }
         }
@@ -349,15 +390,124 @@ mod binding {
         }
     }
 
-    /// The method definition behind `Breaker.fast_call`.
+    /// The arguments a caller passed for the protected function, in the form they arrived.
+    #[derive(Clone, Copy)]
+    enum Forward<'a, 'py> {
+        /// The vectorcall layout: `nargs` positional values at `args`, then one value per name in
+        /// the `kwnames` tuple (NULL when there are none). Borrowed from the caller's frame.
+        Vector {
+            py: Python<'py>,
+            args: *const *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+            kwnames: *mut ffi::PyObject,
+        },
+        /// A tuple and an optional dict, as `tp_call` receives them.
+        Packed {
+            args: &'a Bound<'py, PyTuple>,
+            kwargs: Option<&'a Bound<'py, PyDict>>,
+        },
+    }
+
+    impl<'py> Forward<'_, 'py> {
+        fn is_empty(&self) -> bool {
+            match *self {
+                Forward::Vector { nargs, kwnames, .. } => nargs == 0 && kwnames.is_null(),
+                Forward::Packed { args, kwargs } => {
+                    args.is_empty() && kwargs.map_or(true, |k| k.is_empty())
+                }
+            }
+        }
+
+        /// `func(*args, **kwargs)`; no tuple is built when there is nothing to forward.
+        fn call(&self, func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+            if self.is_empty() {
+                return func.call0();
+            }
+            match *self {
+                Forward::Packed { args, kwargs } => func.call(args, kwargs),
+                Forward::Vector { .. } => {
+                    let (args, kwargs) = self.pack(None)?;
+                    func.call(args, kwargs.as_ref())
+                }
+            }
+        }
+
+        /// The positional values (after `first`, when given) as a tuple, and the keywords as a
+        /// dict (None when there are none).
+        fn pack(
+            &self,
+            first: Option<&Bound<'py, PyAny>>,
+        ) -> PyResult<(Bound<'py, PyTuple>, Option<Bound<'py, PyDict>>)> {
+            match *self {
+                Forward::Packed { args, kwargs } => {
+                    let args = match first {
+                        None => args.clone(),
+                        Some(first) => PyTuple::new(
+                            args.py(),
+                            std::iter::once(first.clone())
+                                .chain(args)
+                                .collect::<Vec<_>>(),
+                        )?,
+                    };
+                    Ok((args, kwargs.cloned()))
+                }
+                Forward::Vector {
+                    py,
+                    args,
+                    nargs,
+                    kwnames,
+                } => {
+                    // SAFETY: `args` holds `nargs` positional values then one per keyword name,
+                    // all borrowed references that outlive this call (the caller's frame).
+                    let arg = |i: ffi::Py_ssize_t| unsafe {
+                        Bound::from_borrowed_ptr(py, *args.offset(i))
+                    };
+                    let positional = PyTuple::new(
+                        py,
+                        first
+                            .cloned()
+                            .into_iter()
+                            .chain((0..nargs).map(arg))
+                            .collect::<Vec<_>>(),
+                    )?;
+                    if kwnames.is_null() {
+                        return Ok((positional, None));
+                    }
+                    // SAFETY: a non-NULL `kwnames` is a tuple of str.
+                    let names = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, kwnames) };
+                    let names = names.cast_into::<PyTuple>()?;
+                    let dict = PyDict::new(py);
+                    for (j, name) in names.iter().enumerate() {
+                        dict.set_item(name, arg(nargs + j as ffi::Py_ssize_t))?;
+                    }
+                    Ok((positional, Some(dict)))
+                }
+            }
+        }
+    }
+
+    /// A method definition for a builtin made at run time over a `self` object.
     struct MethodDef(ffi::PyMethodDef);
     // SAFETY: the definition is immutable after construction; CPython only reads it.
     unsafe impl Sync for MethodDef {}
 
-    static FAST_CALL: MethodDef = MethodDef(ffi::PyMethodDef {
+    impl MethodDef {
+        /// A builtin that calls this definition with `slf` as its `self` (which it keeps alive).
+        fn bind(&'static self, slf: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+            // SAFETY: `self` is a static method definition that lives for the whole process; the
+            // new builtin keeps a strong reference to `slf`.
+            unsafe {
+                let def = std::ptr::addr_of!(self.0).cast_mut();
+                let ptr = ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut());
+                Ok(Bound::from_owned_ptr_or_err(slf.py(), ptr)?.unbind())
+            }
+        }
+    }
+
+    static BREAKER_CALL: MethodDef = MethodDef(ffi::PyMethodDef {
         ml_name: c"call".as_ptr(),
         ml_meth: ffi::PyMethodDefPointer {
-            PyCFunctionFastWithKeywords: fast_call,
+            PyCFunctionFastWithKeywords: breaker_fast_call,
         },
         ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
         ml_doc:
@@ -365,20 +515,53 @@ mod binding {
                 .as_ptr(),
     });
 
-    /// METH_FASTCALL entry point of `call`: `args[0]` is the function, the rest (and the values
-    /// named by `kwnames`) are forwarded to it.
-    unsafe extern "C" fn fast_call(
+    static RETRY_CALL: MethodDef = MethodDef(ffi::PyMethodDef {
+        ml_name: c"call".as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer {
+            PyCFunctionFastWithKeywords: retry_fast_call,
+        },
+        ml_flags: ffi::METH_FASTCALL | ffi::METH_KEYWORDS,
+        ml_doc: c"call(func, /, *args, **kwargs)\n--\n\nRuns func(*args, **kwargs) with retries."
+            .as_ptr(),
+    });
+
+    /// The body of a METH_FASTCALL | METH_KEYWORDS builtin whose `args[0]` is the function to
+    /// run and the rest are forwarded to it: panics become PanicException, errors are restored.
+    ///
+    /// # Safety
+    /// The arguments must be as CPython passes them to such a builtin, and `slf` must be a `T`.
+    unsafe fn vector_entry<T>(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
-    ) -> *mut ffi::PyObject {
-        // SAFETY: CPython calls us with an attached thread state.
+        body: for<'py> fn(&T, &Bound<'py, PyAny>, Forward<'_, 'py>) -> PyResult<Bound<'py, PyAny>>,
+    ) -> *mut ffi::PyObject
+    where
+        T: pyo3::PyClass<Frozen = pyo3::pyclass::boolean_struct::True> + Sync,
+    {
+        // SAFETY: CPython calls builtins with an attached thread state.
         let py = unsafe { Python::assume_attached() };
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            // SAFETY: arguments as CPython passes them to a METH_FASTCALL | METH_KEYWORDS
-            // builtin whose `self` is a Breaker (set in `Breaker.fast_call`).
-            unsafe { fast_call_impl(py, slf, args, nargs, kwnames) }
+            if nargs < 1 {
+                return Err(PyTypeError::new_err(
+                    "call() missing the function to call (call(func, /, *args, **kwargs))",
+                ));
+            }
+            // Borrowed, not Bound: no reference-count traffic on `self` or the function, which
+            // every thread shares (on free-threaded builds that traffic is contended).
+            // SAFETY: `slf` is a T (the builtin was made over one); `args[0]` is the function.
+            let slf = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, slf) };
+            let target = unsafe { slf.cast_unchecked::<T>() };
+            let func = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, *args) };
+            let rest = Forward::Vector {
+                py,
+                // SAFETY: one past the function, still inside the caller's argument array.
+                args: unsafe { args.add(1) },
+                nargs: nargs - 1,
+                kwnames,
+            };
+            body(target.get(), &func, rest)
         }));
         let result = match outcome {
             Ok(result) => result,
@@ -395,45 +578,267 @@ mod binding {
         }
     }
 
-    unsafe fn fast_call_impl<'py>(
-        py: Python<'py>,
+    /// METH_FASTCALL entry point of `Breaker.fast_call`.
+    unsafe extern "C" fn breaker_fast_call(
         slf: *mut ffi::PyObject,
         args: *const *mut ffi::PyObject,
         nargs: ffi::Py_ssize_t,
         kwnames: *mut ffi::PyObject,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        // SAFETY (whole function): see `fast_call`; `args` holds `nargs` positional values
-        // followed by one value per name in the `kwnames` tuple.
-        // Borrowed, not Bound: no reference-count traffic on the breaker or the function, which
-        // every thread shares (on free-threaded builds that traffic is contended).
-        let slf = unsafe { Borrowed::<'_, 'py, PyAny>::from_ptr(py, slf) };
-        let breaker = unsafe { slf.cast_unchecked::<Breaker>() };
-        let breaker = breaker.get();
-        if nargs < 1 {
-            return Err(PyTypeError::new_err(
-                "call() missing the function to call (call(func, /, *args, **kwargs))",
-            ));
+    ) -> *mut ffi::PyObject {
+        // SAFETY: BREAKER_CALL is only bound over a Breaker (`Breaker.fast_call`).
+        unsafe {
+            vector_entry::<Breaker>(slf, args, nargs, kwnames, |b, func, rest| {
+                b.guarded(func.py(), || rest.call(func))
+            })
         }
-        let arg = |i: ffi::Py_ssize_t| unsafe { Borrowed::from_ptr(py, *args.offset(i)) };
-        let func = arg(0);
-        breaker.guarded(py, || {
-            if nargs == 1 && kwnames.is_null() {
-                return func.call0();
+    }
+
+    /// METH_FASTCALL entry point of `RetryCore.fast_call`.
+    unsafe extern "C" fn retry_fast_call(
+        slf: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargs: ffi::Py_ssize_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: RETRY_CALL is only bound over a RetryCore (`RetryCore.fast_call`).
+        unsafe { vector_entry::<RetryCore>(slf, args, nargs, kwnames, RetryCore::run) }
+    }
+
+    /// Runs `body` with `exc` as the exception being handled (`sys.exception()`), as inside an
+    /// `except` block: an exception raised by `body` gets `exc` as its `__context__`.
+    fn handling<R>(exc: &Bound<'_, PyAny>, body: impl FnOnce() -> R) -> R {
+        // SAFETY: PyErr_GetExcInfo returns new references (or NULL) that PyErr_SetExcInfo steals
+        // back; the references passed in the first PyErr_SetExcInfo are new ones we create.
+        unsafe {
+            let (mut ty, mut value, mut tb) = (
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
+            ffi::PyErr_GetExcInfo(&mut ty, &mut value, &mut tb);
+            let exc_ty = ffi::Py_TYPE(exc.as_ptr()).cast::<ffi::PyObject>();
+            ffi::Py_INCREF(exc_ty);
+            ffi::PyErr_SetExcInfo(
+                exc_ty,
+                exc.clone().into_ptr(),
+                ffi::PyException_GetTraceback(exc.as_ptr()),
+            );
+            let result = body();
+            ffi::PyErr_SetExcInfo(ty, value, tb);
+            result
+        }
+    }
+
+    /// What a decorated function calls: a breaker, a retry, or any Python `runner(fn, ...)`.
+    enum GuardTarget {
+        Breaker(Py<Breaker>),
+        Retry(Py<RetryCore>),
+        Runner(Py<PyAny>),
+    }
+
+    /// A function decorated with a breaker or a retry. Calling it runs the function through its
+    /// target without a Python frame; `__get__` binds it like a function, so decorated methods
+    /// receive `self`. Python subclasses it (`resilience._wrap`) to get a `__dict__` for
+    /// `functools.update_wrapper`.
+    #[pyclass(frozen, subclass, module = "resilience._core")]
+    pub struct Guarded {
+        target: GuardTarget,
+        func: Py<PyAny>,
+    }
+
+    #[pymethods]
+    impl Guarded {
+        #[new]
+        fn new(target: &Bound<'_, PyAny>, func: Py<PyAny>) -> PyResult<Self> {
+            if !func.bind(target.py()).is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "Guarded(target, func): func must be callable, got {}",
+                    func.bind(target.py()).repr()?
+                )));
             }
-            let positional = PyTuple::new(py, (1..nargs).map(arg))?;
-            let keywords = if kwnames.is_null() {
-                None
+            let target = if let Ok(b) = target.cast::<Breaker>() {
+                GuardTarget::Breaker(b.clone().unbind())
+            } else if let Ok(r) = target.cast::<RetryCore>() {
+                GuardTarget::Retry(r.clone().unbind())
+            } else if target.is_callable() {
+                GuardTarget::Runner(target.clone().unbind())
             } else {
-                let names = unsafe { Bound::<PyAny>::from_borrowed_ptr(py, kwnames) };
-                let names = names.cast_into::<PyTuple>()?;
-                let dict = PyDict::new(py);
-                for (j, name) in names.iter().enumerate() {
-                    dict.set_item(name, arg(nargs + j as ffi::Py_ssize_t))?;
-                }
-                Some(dict)
+                return Err(PyTypeError::new_err(format!(
+                    "Guarded(target, func): target must be a Breaker, a RetryCore or a callable \
+                     runner(func, *args, **kwargs), got {}",
+                    target.repr()?
+                )));
             };
-            func.call(positional, keywords.as_ref())
-        })
+            Ok(Guarded { target, func })
+        }
+
+        #[pyo3(signature = (*args, **kwargs))]
+        fn __call__<'py>(
+            &self,
+            py: Python<'py>,
+            args: &Bound<'py, PyTuple>,
+            kwargs: Option<&Bound<'py, PyDict>>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let func = self.func.bind(py);
+            let rest = Forward::Packed { args, kwargs };
+            match &self.target {
+                GuardTarget::Breaker(b) => b.get().guarded(py, || rest.call(func)),
+                GuardTarget::Retry(r) => RetryCore::run(r.get(), func, rest),
+                GuardTarget::Runner(runner) => {
+                    let (args, kwargs) = rest.pack(Some(func))?;
+                    runner.bind(py).call(args, kwargs.as_ref())
+                }
+            }
+        }
+
+        fn __get__(
+            slf: &Bound<'_, Self>,
+            obj: Option<&Bound<'_, PyAny>>,
+            _owner: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Py<PyAny>> {
+            match obj {
+                Some(obj) if !obj.is_none() => {
+                    static METHOD_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> =
+                        pyo3::sync::PyOnceLock::new();
+                    let py = slf.py();
+                    let method = METHOD_TYPE.get_or_try_init(py, || {
+                        py.import("types")?.getattr("MethodType").map(Bound::unbind)
+                    })?;
+                    Ok(method.bind(py).call1((slf, obj))?.unbind())
+                }
+                _ => Ok(slf.clone().into_any().unbind()),
+            }
+        }
+
+        /// The decorated function.
+        #[getter]
+        fn func(&self, py: Python<'_>) -> Py<PyAny> {
+            self.func.clone_ref(py)
+        }
+
+        fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+            match &self.target {
+                GuardTarget::Breaker(b) => visit.call(b)?,
+                GuardTarget::Retry(r) => visit.call(r)?,
+                GuardTarget::Runner(r) => visit.call(r)?,
+            }
+            visit.call(&self.func)
+        }
+    }
+
+    /// The first attempt of `resilience.Retry`, without a Python frame: counts the call, runs
+    /// the function (through the breaker, if any) and returns a result no one rejects. Anything
+    /// else (an exception, a result `retry_on_result` must judge) goes to the owning Python
+    /// `Retry`, which decides, sleeps and retries.
+    #[pyclass(frozen, module = "resilience._core")]
+    pub struct RetryCore {
+        calls: AtomicU64,
+        /// The Retry: `_first_failure(fn, start, exc)`, `_after_result(fn, start, result, args,
+        /// kwargs)` and `_retry_sync(run, delay, fn, args, kwargs)`.
+        owner: Py<PyAny>,
+        /// `breaker.call`, when attempts run through a breaker.
+        breaker_call: Option<Py<PyAny>>,
+        /// The clock's `now`, when the time budget needs the first attempt's start.
+        now: Option<Py<PyAny>>,
+        /// Set when results may be rejected (`retry_on_result`).
+        judges_results: bool,
+    }
+
+    impl RetryCore {
+        fn run<'py>(
+            &self,
+            func: &Bound<'py, PyAny>,
+            rest: Forward<'_, 'py>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let py = func.py();
+            // Relaxed: a statistic.
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let start = match &self.now {
+                Some(now) => now.bind(py).call0()?,
+                None => py.None().into_bound(py),
+            };
+            let first = match &self.breaker_call {
+                None => rest.call(func),
+                Some(call) => {
+                    let (args, kwargs) = rest.pack(Some(func))?;
+                    call.bind(py).call(args, kwargs.as_ref())
+                }
+            };
+            let owner = self.owner.bind(py);
+            match first {
+                Ok(result) if !self.judges_results => Ok(result),
+                Ok(result) => {
+                    let (args, kwargs) = rest.pack(None)?;
+                    owner.call_method1(
+                        pyo3::intern!(py, "_after_result"),
+                        (func, start, result, args, kwargs),
+                    )
+                }
+                // Only Exception is retried: KeyboardInterrupt, SystemExit, CancelledError pass.
+                Err(err) if !err.is_instance_of::<PyException>(py) => Err(err),
+                Err(err) => {
+                    let exc = err.value(py).clone().into_any();
+                    let plan = handling(&exc, || {
+                        owner.call_method1(pyo3::intern!(py, "_first_failure"), (func, start, &exc))
+                    })?;
+                    if plan.is_none() {
+                        return Err(err); // not retried: the original exception, unchanged
+                    }
+                    drop(exc);
+                    drop(err);
+                    let (run, delay) = plan.extract::<(Bound<'py, PyAny>, Bound<'py, PyAny>)>()?;
+                    let (args, kwargs) = rest.pack(None)?;
+                    owner.call_method1(
+                        pyo3::intern!(py, "_retry_sync"),
+                        (run, delay, func, args, kwargs),
+                    )
+                }
+            }
+        }
+    }
+
+    #[pymethods]
+    impl RetryCore {
+        #[new]
+        #[pyo3(signature = (owner, *, breaker_call, now, judges_results))]
+        fn new(
+            owner: Py<PyAny>,
+            breaker_call: Option<Py<PyAny>>,
+            now: Option<Py<PyAny>>,
+            judges_results: bool,
+        ) -> Self {
+            RetryCore {
+                calls: AtomicU64::new(0),
+                owner,
+                breaker_call,
+                now,
+                judges_results,
+            }
+        }
+
+        /// Calls started so far.
+        #[getter]
+        fn calls(&self) -> u64 {
+            self.calls.load(Ordering::Relaxed)
+        }
+
+        /// Counts a call that runs elsewhere (`Retry.call_async`).
+        fn count_call(&self) {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+
+        /// `call(func, /, *args, **kwargs)` as a builtin bound to this core, taking its
+        /// arguments the vectorcall way.
+        #[getter]
+        fn fast_call(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+            RETRY_CALL.bind(slf.as_any())
+        }
+
+        fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+            visit.call(&self.owner)?;
+            visit.call(&self.breaker_call)?;
+            visit.call(&self.now)
+        }
     }
 
     #[pymethods]
@@ -485,7 +890,7 @@ mod binding {
                     _ => Ok(None),
                 }
             };
-            let _ = py;
+            let open_error_new = exception_new(py, &open_error)?;
             Ok(Breaker {
                 core: breaker::Breaker::new(cfg),
                 time: TimeSource::from_py("CircuitBreakerConfig", clock)?,
@@ -496,6 +901,7 @@ mod binding {
                 on_failure: sink("record_failure")?,
                 on_rejection: sink("record_rejection")?,
                 open_error,
+                open_error_new,
                 states: [states.0, states.1, states.2],
             })
         }
@@ -523,13 +929,7 @@ mod binding {
         /// way (no argument tuple unless the function has arguments to forward).
         #[getter]
         fn fast_call(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
-            // SAFETY: FAST_CALL is a static method definition that lives for the whole process;
-            // the new builtin keeps a strong reference to the breaker (its `self`).
-            unsafe {
-                let def = std::ptr::addr_of!(FAST_CALL.0).cast_mut();
-                let ptr = ffi::PyCFunction_NewEx(def, slf.as_ptr(), std::ptr::null_mut());
-                Ok(Bound::from_owned_ptr_or_err(slf.py(), ptr)?.unbind())
-            }
+            BREAKER_CALL.bind(slf.as_any())
         }
 
         /// Admits one call or raises CircuitBreakerOpenError. Pair it with `complete`.
@@ -797,6 +1197,8 @@ mod binding {
         m.add_class::<Permit>()?;
         m.add_class::<Breaker>()?;
         m.add_class::<Window>()?;
+        m.add_class::<Guarded>()?;
+        m.add_class::<RetryCore>()?;
         Ok(())
     }
 }

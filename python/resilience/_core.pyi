@@ -4,7 +4,18 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, final
 
-__all__ = ["MAX_HALF_OPEN_REQUESTS", "Breaker", "ManualClock", "Permit", "Window", "__version__"]
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "MAX_HALF_OPEN_REQUESTS",
+    "Breaker",
+    "Guarded",
+    "ManualClock",
+    "Permit",
+    "RetryCore",
+    "Window",
+    "__version__",
+]
 
 __version__: str
 MAX_HALF_OPEN_REQUESTS: int
@@ -80,3 +91,29 @@ class Window:
     def total(self) -> int: ...
     def error_rate(self) -> float: ...
     def reset(self) -> None: ...
+
+@disjoint_base
+class Guarded:
+    def __new__(
+        cls, target: Breaker | RetryCore | Callable[..., Any], func: Callable[..., Any]
+    ) -> Guarded: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, obj: object, owner: object = None, /) -> Any: ...
+    @property
+    def func(self) -> Callable[..., Any]: ...
+
+@final
+class RetryCore:
+    def __new__(
+        cls,
+        owner: Any,
+        *,
+        breaker_call: Callable[..., Any] | None,
+        now: Callable[[], float] | None,
+        judges_results: bool,
+    ) -> RetryCore: ...
+    @property
+    def calls(self) -> int: ...
+    def count_call(self) -> None: ...
+    @property
+    def fast_call(self) -> Callable[..., Any]: ...

@@ -361,9 +361,10 @@ class CircuitBreaker:
         """Ends an admitted call with an outcome decided by the caller."""
         self._core.complete_as(permit, outcome, exc)
 
-    def _runner(self) -> Callable[..., Any]:
-        """What a decorated function calls as ``runner(fn, *args, **kwargs)``."""
-        return self._core.fast_call
+    def _runner(self) -> Any:
+        """What a decorated function runs through: the core (natively), or a callable
+        ``runner(fn, *args, **kwargs)``."""
+        return self._core
 
     def _pop_block(self) -> Any:
         blocks = _open_blocks.get()

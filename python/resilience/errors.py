@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from .breaker import CircuitState
@@ -43,26 +43,35 @@ class CircuitBreakerOpenError(ResilienceError):
             open (no automatic transition will happen).
     """
 
-    name: str
-    state: CircuitState
-    retry_after: float | None
+    # The attributes live in ``args`` only: the core builds a rejection with
+    # ``BaseException.__new__`` alone (no Python ``__init__`` frame and no instance dict on the
+    # rejection path), so ``__init__`` must not store anything else.
 
     def __init__(self, name: str, state: CircuitState, retry_after: float | None) -> None:
-        # No super().__init__: BaseException.__new__ already keeps the arguments in `args`, and
-        # the message is only formatted if someone reads it (rejections are a hot path).
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
+        super().__init__(name, state, retry_after)
+
+    @property
+    def name(self) -> str:
+        """The breaker's name."""
+        return cast(str, self.args[0])
+
+    @property
+    def state(self) -> CircuitState:
+        """The state that rejected the call."""
+        return cast("CircuitState", self.args[1])
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a trial call may be admitted; None while forced open."""
+        return cast("float | None", self.args[2])
 
     def __str__(self) -> str:
+        # Formatted only when read: rejections are a hot path.
         if self.retry_after is None:
             detail = "forced open"
         else:
             detail = f"retry after {self.retry_after:.3f}s"
         return f"circuit breaker {self.name!r} is {self.state.value}: call rejected ({detail})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.name, self.state, self.retry_after))
 
 
 class RetryError(ResilienceError):

@@ -5,12 +5,12 @@
 succeeds, ``max_attempts`` have run, or the ``max_elapsed`` budget cannot fit the next delay.
 Then it raises ``RetryError``. Delays come from ``resilience.backoff``.
 
-Cost when the first attempt succeeds: ``Retry.call`` is one extra Python frame around ``fn``, one
-C-level counter increment (``itertools.count``, atomic with or without the GIL) and a few
-attribute tests. It takes no lock, reads no clock (unless ``max_elapsed`` is set: the budget
-counts from the first attempt's start) and builds no per-call object (the counter's discarded int
-aside). Everything else (per-call state, the delay iterator, clock reads, locked statistics)
-starts after a failure.
+Cost when the first attempt succeeds: ``Retry.call`` and decorated functions run the first
+attempt in the Rust core (``_core.RetryCore``): no Python frame of ours, one atomic counter
+increment, no lock, no clock read (unless ``max_elapsed`` is set: the budget counts from the first
+attempt's start) and no per-call object. Everything else (per-call state, the delay iterator,
+clock reads, locked statistics, every decision) is Python, and starts after a failure or a result
+that ``retry_on_result`` must judge.
 
 Predicates (``retry_on``, ``retry_on_result``) are user code on the decision path: an exception
 they raise propagates. Hooks and collectors are not: their exceptions are logged and swallowed.
@@ -22,15 +22,15 @@ import asyncio
 import dataclasses
 import functools
 import inspect
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
 
+from . import _core
 from ._validate import check_duration, check_int, check_name, check_number
 from ._wrap import guarded
 from .backoff import JITTER_STRATEGIES, Backoff, JitterStrategy, RandomSource, backoff_for
@@ -339,16 +339,15 @@ class Retry:
         "_budget",
         "_collector_failed",
         "_config",
-        "_count_call",
         "_exhausted",
         "_extra_attempts",
+        "_fast",
         "_lock",
         "_logger",
         "_max_attempts",
         "_name",
         "_now",
         "_on_retry",
-        "_reads",
         "_record_attempt",
         "_record_exhausted",
         "_retries",
@@ -357,7 +356,20 @@ class Retry:
         "_rng",
         "_sleep",
         "_slept",
+        "call",
     )
+
+    if TYPE_CHECKING:
+
+        def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+            """Runs ``fn(*args, **kwargs)`` with retries and returns its result.
+
+            Raises:
+                RetryError: attempts or the time budget ran out.
+                CircuitBreakerOpenError: a breaker rejection whose ``retry_after`` does not fit.
+                Exception: an exception ``retry_on`` does not accept, unchanged.
+            """
+            ...
 
     def __init__(self, config: RetryConfig | None = None, breaker: _Breaker | None = None) -> None:
         if config is None:
@@ -425,17 +437,23 @@ class Retry:
             record = getattr(metrics, "record_retry_exhausted", None)
             self._record_exhausted = record if callable(record) else None
 
-        # Calls are counted without a lock: next() on itertools.count is atomic (GIL, and a
-        # compare-and-swap on free-threaded builds). Everything else is counted under _lock,
-        # only after a failure.
-        self._count_call: Callable[[], int] = itertools.count().__next__
-        self._reads = 0
+        # Calls are counted by the core's atomic counter; everything else is counted under
+        # _lock, only after a failure.
         self._lock = threading.Lock()
         self._collector_failed: set[tuple[str, str]] = set()
         self._extra_attempts = 0
         self._retries = 0
         self._exhausted = 0
         self._slept = 0.0
+        # The first attempt runs in the core; it comes back to `_first_failure`, `_after_result`
+        # and `_retry_sync` when there is something to decide.
+        self._fast = _core.RetryCore(
+            self,
+            breaker_call=None if breaker is None else breaker.call,
+            now=None if self._budget is None else self._now,
+            judges_results=self._retry_on_result is not None,
+        )
+        self.call = self._fast.fast_call  # type: ignore[method-assign]
 
     @property
     def config(self) -> RetryConfig:
@@ -451,9 +469,7 @@ class Retry:
     def statistics(self) -> RetryStatistics:
         """A snapshot of the lifetime counters (thread-safe)."""
         with self._lock:
-            # The counter was advanced once per call and once per earlier read.
-            calls = self._count_call() - self._reads
-            self._reads += 1
+            calls = self._fast.calls
             return RetryStatistics(
                 calls=calls,
                 attempts=calls + self._extra_attempts,
@@ -467,32 +483,29 @@ class Retry:
 
     # ------------------------------------------------------------------ running
 
-    def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Runs ``fn(*args, **kwargs)`` with retries and returns its result.
+    def _first_failure(
+        self, fn: Callable[..., Any], start: float | None, exc: Exception
+    ) -> tuple[_Run, float] | None:
+        """The core's first attempt raised ``exc`` (being handled): the run and the delay before
+        the next attempt, or None to re-raise ``exc`` unchanged. Raises RetryError."""
+        run = _Run(fn, start)
+        planned = self._plan_exception(run, exc)
+        return None if planned is None else (run, planned)
 
-        Raises:
-            RetryError: attempts or the time budget ran out.
-            CircuitBreakerOpenError: a breaker rejection whose ``retry_after`` does not fit.
-            Exception: an exception ``retry_on`` does not accept, unchanged.
-        """
-        self._count_call()
-        start = None if self._budget is None else self._now()
-        try:
-            if self._breaker is None:
-                result = fn(*args, **kwargs)
-            else:
-                result = self._breaker.call(fn, *args, **kwargs)
-        except Exception as exc:
-            run = _Run(fn, start)
-            planned = self._plan_exception(run, exc)
-            if planned is None:
-                raise
-            delay = planned
-        else:
-            if self._retry_on_result is None or not self._retry_on_result(result):
-                return result
-            run = _Run(fn, start)
-            delay = self._schedule(run, None, result)
+    def _after_result(
+        self,
+        fn: Callable[..., T],
+        start: float | None,
+        result: T,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any] | None,
+    ) -> T:
+        """The core's first attempt returned ``result``: accept it or retry."""
+        retry_on_result = self._retry_on_result
+        if retry_on_result is None or not retry_on_result(result):
+            return result
+        run = _Run(fn, start)
+        delay = self._schedule(run, None, result)
         return self._retry_sync(run, delay, fn, args, kwargs)
 
     async def call_async(
@@ -507,7 +520,7 @@ class Retry:
             CircuitBreakerOpenError: a breaker rejection whose ``retry_after`` does not fit.
             Exception: an exception ``retry_on`` does not accept, unchanged.
         """
-        self._count_call()
+        self._fast.count_call()
         start = None if self._budget is None else self._now()
         try:
             if self._breaker is None:
@@ -546,7 +559,7 @@ class Retry:
 
             return cast(Callable[P, T], async_wrapper)
 
-        return cast(Callable[P, T], guarded(self.call, fn))
+        return cast(Callable[P, T], guarded(self._fast, fn))
 
     def _retry_sync(
         self,
@@ -554,8 +567,10 @@ class Retry:
         delay: float,
         fn: Callable[..., T],
         args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        kwargs: dict[str, Any] | None,
     ) -> T:
+        if kwargs is None:
+            kwargs = {}
         sleep = self._sleep
         breaker = self._breaker
         retry_on_result = self._retry_on_result
