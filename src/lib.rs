@@ -542,7 +542,7 @@ mod binding {
     {
         // SAFETY: CPython calls builtins with an attached thread state.
         let py = unsafe { Python::assume_attached() };
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        trap(py, || {
             if nargs < 1 {
                 return Err(PyTypeError::new_err(
                     "call() missing the function to call (call(func, /, *args, **kwargs))",
@@ -562,20 +562,7 @@ mod binding {
                 kwnames,
             };
             body(target.get(), &func, rest)
-        }));
-        let result = match outcome {
-            Ok(result) => result,
-            Err(_) => Err(pyo3::panic::PanicException::new_err(
-                "a panic in the resilience core (this is a bug; please report it)",
-            )),
-        };
-        match result {
-            Ok(value) => value.into_ptr(),
-            Err(err) => {
-                err.restore(py);
-                std::ptr::null_mut()
-            }
-        }
+        })
     }
 
     /// METH_FASTCALL entry point of `Breaker.fast_call`.
@@ -629,39 +616,150 @@ mod binding {
         }
     }
 
-    /// What a decorated function calls: a breaker, a retry, or any Python `runner(fn, ...)`.
-    enum GuardTarget {
-        Breaker(Py<Breaker>),
-        Retry(Py<RetryCore>),
-        Runner(Py<PyAny>),
+    // ------------------------------------------------------------------ decorated functions
+
+    /// What a decorated function runs through.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum GuardKind {
+        /// A core `Breaker`: `Breaker::guarded` around the function.
+        Breaker,
+        /// A `RetryCore`: its first attempt, then the owning Python `Retry`.
+        Retry,
+        /// Any Python callable, called as `runner(func, *args, **kwargs)`.
+        Runner,
     }
 
-    /// A function decorated with a breaker or a retry. Calling it runs the function through its
-    /// target without a Python frame; `__get__` binds it like a function, so decorated methods
-    /// receive `self`. Python subclasses it (`resilience._wrap`) to get a `__dict__` for
-    /// `functools.update_wrapper`.
-    #[pyclass(frozen, subclass, module = "resilience._core")]
-    pub struct Guarded {
-        target: GuardTarget,
-        func: Py<PyAny>,
+    /// An instance of `resilience._core.Guarded`: a function decorated with a breaker or a retry.
+    ///
+    /// This is a type of our own rather than a `#[pyclass]` because PyO3 classes are called
+    /// through `tp_call`, which costs an argument tuple, a keyword dict and PyO3's generic
+    /// argument parsing on every call. This one implements the vectorcall protocol, so calling a
+    /// decorated function costs about what `cb.call(f)` does. It has a `__dict__` (for
+    /// `functools.update_wrapper`), binds like a function (`__get__`, and the method-descriptor
+    /// flag that lets `obj.method()` skip the bound method) and takes weak references.
+    #[repr(C)]
+    struct GuardedObject {
+        ob_base: ffi::PyObject,
+        /// The vectorcall entry point; `__vectorcalloffset__` points here.
+        vectorcall: Option<ffi::vectorcallfunc>,
+        /// Strong references, set once by `tp_new`; NULL only after `tp_clear`, which the
+        /// collector runs on unreachable objects only, so a call in progress never sees it.
+        target: *mut ffi::PyObject,
+        func: *mut ffi::PyObject,
+        /// The instance dict (`__dictoffset__`), created on first use by CPython.
+        dict: *mut ffi::PyObject,
+        /// The weak reference list (`__weaklistoffset__`), managed by CPython.
+        weakrefs: *mut ffi::PyObject,
+        kind: GuardKind,
     }
 
-    #[pymethods]
-    impl Guarded {
-        #[new]
-        fn new(target: &Bound<'_, PyAny>, func: Py<PyAny>) -> PyResult<Self> {
-            if !func.bind(target.py()).is_callable() {
+    /// `Py_TPFLAGS_HAVE_VECTORCALL`. The stable ABI names it only from 3.12, but CPython has
+    /// honoured it since 3.8 for types made by `PyType_FromSpec` with a `__vectorcalloffset__`
+    /// member; the type is immutable, the case 3.8-3.11 support.
+    const TPFLAGS_HAVE_VECTORCALL: std::ffi::c_ulong = 1 << 11;
+    /// `PY_VECTORCALL_ARGUMENTS_OFFSET`: the flag bit of `nargsf` (same story as above).
+    const VECTORCALL_ARGUMENTS_OFFSET: usize = 1 << (usize::BITS - 1);
+
+    /// Runs a C entry point's body: a panic becomes PanicException, an error is restored and
+    /// NULL returned, as CPython expects.
+    fn trap<'py>(
+        py: Python<'py>,
+        body: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    ) -> *mut ffi::PyObject {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body));
+        let result = match outcome {
+            Ok(result) => result,
+            Err(_) => Err(pyo3::panic::PanicException::new_err(
+                "a panic in the resilience core (this is a bug; please report it)",
+            )),
+        };
+        match result {
+            Ok(value) => value.into_ptr(),
+            Err(err) => {
+                err.restore(py);
+                std::ptr::null_mut()
+            }
+        }
+    }
+
+    impl GuardedObject {
+        /// Runs the decorated function with `rest` through the target.
+        ///
+        /// # Safety
+        /// `slf` must point to a live `GuardedObject`.
+        unsafe fn run<'py>(
+            py: Python<'py>,
+            slf: *mut ffi::PyObject,
+            rest: Forward<'_, 'py>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            // SAFETY: the caller guarantees `slf` is a GuardedObject.
+            let this = unsafe { &*slf.cast::<GuardedObject>() };
+            if this.target.is_null() || this.func.is_null() {
+                return Err(PyTypeError::new_err(
+                    "this decorated function was cleared by the garbage collector",
+                ));
+            }
+            // Borrowed, not Bound: the caller's reference keeps `slf`, and so these, alive; no
+            // reference-count traffic (contended on free-threaded builds) per call.
+            // SAFETY: both are live objects owned by `slf`.
+            let target = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, this.target) };
+            let func = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, this.func) };
+            match this.kind {
+                GuardKind::Breaker => {
+                    // SAFETY: `tp_new` checked that the target is a Breaker.
+                    let breaker = unsafe { target.cast_unchecked::<Breaker>() };
+                    breaker.get().guarded(py, || rest.call(&func))
+                }
+                GuardKind::Retry => {
+                    // SAFETY: `tp_new` checked that the target is a RetryCore.
+                    let retry = unsafe { target.cast_unchecked::<RetryCore>() };
+                    RetryCore::run(retry.get(), &func, rest)
+                }
+                GuardKind::Runner => {
+                    let (args, kwargs) = rest.pack(Some(&func))?;
+                    target.call(args, kwargs.as_ref())
+                }
+            }
+        }
+    }
+
+    /// `Guarded(target, func, /)`.
+    unsafe extern "C" fn guarded_new(
+        subtype: *mut ffi::PyTypeObject,
+        args: *mut ffi::PyObject,
+        kwargs: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls tp_new with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        trap(py, || {
+            // SAFETY: tp_new receives a tuple and NULL or a dict.
+            let args = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, args) };
+            let args = args.cast::<PyTuple>()?;
+            if !kwargs.is_null() && unsafe { ffi::PyDict_Size(kwargs) } > 0 {
+                return Err(PyTypeError::new_err(
+                    "Guarded(target, func) takes no keyword arguments",
+                ));
+            }
+            if args.len() != 2 {
                 return Err(PyTypeError::new_err(format!(
-                    "Guarded(target, func): func must be callable, got {}",
-                    func.bind(target.py()).repr()?
+                    "Guarded(target, func) takes 2 arguments, got {}",
+                    args.len()
                 )));
             }
-            let target = if let Ok(b) = target.cast::<Breaker>() {
-                GuardTarget::Breaker(b.clone().unbind())
-            } else if let Ok(r) = target.cast::<RetryCore>() {
-                GuardTarget::Retry(r.clone().unbind())
+            let target = args.get_item(0)?;
+            let func = args.get_item(1)?;
+            if !func.is_callable() {
+                return Err(PyTypeError::new_err(format!(
+                    "Guarded(target, func): func must be callable, got {}",
+                    func.repr()?
+                )));
+            }
+            let kind = if target.is_instance_of::<Breaker>() {
+                GuardKind::Breaker
+            } else if target.is_instance_of::<RetryCore>() {
+                GuardKind::Retry
             } else if target.is_callable() {
-                GuardTarget::Runner(target.clone().unbind())
+                GuardKind::Runner
             } else {
                 return Err(PyTypeError::new_err(format!(
                     "Guarded(target, func): target must be a Breaker, a RetryCore or a callable \
@@ -669,61 +767,306 @@ mod binding {
                     target.repr()?
                 )));
             };
-            Ok(Guarded { target, func })
-        }
+            // SAFETY: PyType_GenericAlloc returns a zeroed, GC-tracked instance of `subtype`
+            // (or NULL with an exception set); every field is set before anything can run.
+            unsafe {
+                let obj = ffi::PyType_GenericAlloc(subtype, 0);
+                let obj = Bound::from_owned_ptr_or_err(py, obj)?;
+                let this = obj.as_ptr().cast::<GuardedObject>();
+                (*this).vectorcall = Some(guarded_vectorcall);
+                (*this).target = target.into_ptr();
+                (*this).func = func.into_ptr();
+                (*this).kind = kind;
+                Ok(obj)
+            }
+        })
+    }
 
-        #[pyo3(signature = (*args, **kwargs))]
-        fn __call__<'py>(
-            &self,
-            py: Python<'py>,
-            args: &Bound<'py, PyTuple>,
-            kwargs: Option<&Bound<'py, PyDict>>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let func = self.func.bind(py);
-            let rest = Forward::Packed { args, kwargs };
-            match &self.target {
-                GuardTarget::Breaker(b) => b.get().guarded(py, || rest.call(func)),
-                GuardTarget::Retry(r) => RetryCore::run(r.get(), func, rest),
-                GuardTarget::Runner(runner) => {
-                    let (args, kwargs) = rest.pack(Some(func))?;
-                    runner.bind(py).call(args, kwargs.as_ref())
+    /// The vectorcall entry point: a decorated function called from Python.
+    unsafe extern "C" fn guarded_vectorcall(
+        callable: *mut ffi::PyObject,
+        args: *const *mut ffi::PyObject,
+        nargsf: libc::size_t,
+        kwnames: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls vectorcall functions with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        let rest = Forward::Vector {
+            py,
+            args,
+            nargs: (nargsf & !VECTORCALL_ARGUMENTS_OFFSET) as ffi::Py_ssize_t,
+            kwnames,
+        };
+        // SAFETY: this entry point is only installed on GuardedObjects.
+        trap(py, || unsafe { GuardedObject::run(py, callable, rest) })
+    }
+
+    /// `tp_call`, for callers that do not use vectorcall (`PyObject_Call` with a tuple).
+    unsafe extern "C" fn guarded_call(
+        callable: *mut ffi::PyObject,
+        args: *mut ffi::PyObject,
+        kwargs: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls tp_call with an attached thread state, a tuple and NULL or a dict.
+        let py = unsafe { Python::assume_attached() };
+        trap(py, || unsafe {
+            let args = Borrowed::<'_, '_, PyAny>::from_ptr(py, args).cast_unchecked::<PyTuple>();
+            let kwargs = (!kwargs.is_null()).then(|| {
+                Borrowed::<'_, '_, PyAny>::from_ptr(py, kwargs).cast_unchecked::<PyDict>()
+            });
+            let rest = Forward::Packed {
+                args: &args,
+                kwargs: kwargs.as_deref(),
+            };
+            GuardedObject::run(py, callable, rest)
+        })
+    }
+
+    /// `__get__`: binds like a function, so a decorated method receives `self`.
+    unsafe extern "C" fn guarded_descr_get(
+        slf: *mut ffi::PyObject,
+        obj: *mut ffi::PyObject,
+        _owner: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls tp_descr_get with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        trap(py, || {
+            // SAFETY: `slf` is live for the call.
+            let slf = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, slf) };
+            if obj.is_null() || obj == unsafe { ffi::Py_None() } {
+                return Ok(slf.to_owned());
+            }
+            // SAFETY: a non-NULL `obj` is live for the call.
+            let obj = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, obj) };
+            static METHOD_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> = pyo3::sync::PyOnceLock::new();
+            let method = METHOD_TYPE.get_or_try_init(py, || {
+                py.import("types")?.getattr("MethodType").map(Bound::unbind)
+            })?;
+            method.bind(py).call1((slf, obj))
+        })
+    }
+
+    /// `<guarded 'qualname'>`.
+    unsafe extern "C" fn guarded_repr(slf: *mut ffi::PyObject) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls tp_repr with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        trap(py, || {
+            // SAFETY: `slf` is a live GuardedObject.
+            let func = unsafe { (*slf.cast::<GuardedObject>()).func };
+            if func.is_null() {
+                return Ok(PyString::new(py, "<guarded (cleared)>").into_any());
+            }
+            // SAFETY: non-NULL, owned by `slf`.
+            let func = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, func) };
+            let shown = match func.getattr(pyo3::intern!(py, "__qualname__")) {
+                Ok(name) => name.repr()?,
+                Err(_) => func.repr()?,
+            };
+            Ok(PyString::new(py, &format!("<guarded {shown}>")).into_any())
+        })
+    }
+
+    /// `__reduce__`: pickled by reference, as functions are, under the `__module__` and
+    /// `__qualname__` that `functools.update_wrapper` copied from the decorated function.
+    unsafe extern "C" fn guarded_reduce(
+        slf: *mut ffi::PyObject,
+        _unused: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject {
+        // SAFETY: CPython calls METH_NOARGS methods with an attached thread state.
+        let py = unsafe { Python::assume_attached() };
+        trap(py, || {
+            // SAFETY: `slf` is live for the call.
+            let slf = unsafe { Borrowed::<'_, '_, PyAny>::from_ptr(py, slf) };
+            slf.getattr(pyo3::intern!(py, "__qualname__")).map_err(|_| {
+                PyTypeError::new_err(
+                    "cannot pickle a Guarded without a __qualname__ \
+                         (wrap it with functools.update_wrapper)",
+                )
+            })
+        })
+    }
+
+    /// Drops the references the object holds (`tp_clear`, and part of `tp_dealloc`).
+    unsafe extern "C" fn guarded_clear(slf: *mut ffi::PyObject) -> std::ffi::c_int {
+        // SAFETY: `slf` is a GuardedObject; each field is set to NULL before its reference is
+        // dropped, as Py_CLEAR does, so a finalizer that runs meanwhile never sees it.
+        unsafe {
+            let this = slf.cast::<GuardedObject>();
+            for field in [
+                std::ptr::addr_of_mut!((*this).target),
+                std::ptr::addr_of_mut!((*this).func),
+                std::ptr::addr_of_mut!((*this).dict),
+            ] {
+                let old = std::mem::replace(&mut *field, std::ptr::null_mut());
+                if !old.is_null() {
+                    ffi::Py_DECREF(old);
                 }
             }
         }
+        0
+    }
 
-        fn __get__(
-            slf: &Bound<'_, Self>,
-            obj: Option<&Bound<'_, PyAny>>,
-            _owner: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Py<PyAny>> {
-            match obj {
-                Some(obj) if !obj.is_none() => {
-                    static METHOD_TYPE: pyo3::sync::PyOnceLock<Py<PyAny>> =
-                        pyo3::sync::PyOnceLock::new();
-                    let py = slf.py();
-                    let method = METHOD_TYPE.get_or_try_init(py, || {
-                        py.import("types")?.getattr("MethodType").map(Bound::unbind)
-                    })?;
-                    Ok(method.bind(py).call1((slf, obj))?.unbind())
+    unsafe extern "C" fn guarded_traverse(
+        slf: *mut ffi::PyObject,
+        visit: ffi::visitproc,
+        arg: *mut std::ffi::c_void,
+    ) -> std::ffi::c_int {
+        // SAFETY: `slf` is a GuardedObject; a heap type's instances visit their type too.
+        unsafe {
+            let this = slf.cast::<GuardedObject>();
+            for obj in [
+                ffi::Py_TYPE(slf).cast::<ffi::PyObject>(),
+                (*this).target,
+                (*this).func,
+                (*this).dict,
+            ] {
+                if !obj.is_null() {
+                    let found = visit(obj, arg);
+                    if found != 0 {
+                        return found;
+                    }
                 }
-                _ => Ok(slf.clone().into_any().unbind()),
             }
         }
+        0
+    }
 
-        /// The decorated function.
-        #[getter]
-        fn func(&self, py: Python<'_>) -> Py<PyAny> {
-            self.func.clone_ref(py)
-        }
-
-        fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-            match &self.target {
-                GuardTarget::Breaker(b) => visit.call(b)?,
-                GuardTarget::Retry(r) => visit.call(r)?,
-                GuardTarget::Runner(r) => visit.call(r)?,
+    unsafe extern "C" fn guarded_dealloc(slf: *mut ffi::PyObject) {
+        // SAFETY: the last reference to a GuardedObject is gone; untrack it, clear weak
+        // references and fields, free it with its type's tp_free and release the type, which
+        // every instance of a heap type holds.
+        unsafe {
+            ffi::PyObject_GC_UnTrack(slf.cast());
+            if !(*slf.cast::<GuardedObject>()).weakrefs.is_null() {
+                ffi::PyObject_ClearWeakRefs(slf);
             }
-            visit.call(&self.func)
+            guarded_clear(slf);
+            let tp = ffi::Py_TYPE(slf);
+            let free = ffi::PyType_GetSlot(tp, ffi::Py_tp_free);
+            let free = std::mem::transmute::<*mut std::ffi::c_void, ffi::freefunc>(free);
+            free(slf.cast());
+            ffi::Py_DECREF(tp.cast());
         }
+    }
+
+    /// Tables CPython keeps pointers to for the type's whole life.
+    struct StaticDefs<T>(T);
+    // SAFETY: immutable after construction; CPython only reads them.
+    unsafe impl<T> Sync for StaticDefs<T> {}
+
+    static GUARDED_GETSET: StaticDefs<[ffi::PyGetSetDef; 2]> = StaticDefs([
+        ffi::PyGetSetDef {
+            name: c"__dict__".as_ptr(),
+            get: Some(ffi::PyObject_GenericGetDict),
+            set: Some(ffi::PyObject_GenericSetDict),
+            doc: std::ptr::null(),
+            closure: std::ptr::null_mut(),
+        },
+        ffi::PyGetSetDef {
+            name: std::ptr::null(),
+            get: None,
+            set: None,
+            doc: std::ptr::null(),
+            closure: std::ptr::null_mut(),
+        },
+    ]);
+
+    static GUARDED_METHODS: StaticDefs<[ffi::PyMethodDef; 2]> = StaticDefs([
+        ffi::PyMethodDef {
+            ml_name: c"__reduce__".as_ptr(),
+            ml_meth: ffi::PyMethodDefPointer {
+                PyCFunction: guarded_reduce,
+            },
+            ml_flags: ffi::METH_NOARGS,
+            ml_doc: c"Pickled by reference: the decorated function's qualified name.".as_ptr(),
+        },
+        ffi::PyMethodDef::zeroed(),
+    ]);
+
+    /// Creates the `Guarded` type (once per module).
+    fn guarded_type(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+        let member =
+            |name: &'static std::ffi::CStr, code, offset: usize, doc: *const _| ffi::PyMemberDef {
+                name: name.as_ptr(),
+                type_code: code,
+                offset: offset as ffi::Py_ssize_t,
+                flags: ffi::Py_READONLY,
+                doc,
+            };
+        let none = std::ptr::null();
+        // PyType_FromSpec copies the members into the type; the vector can go afterwards.
+        let mut members = vec![
+            member(
+                c"__vectorcalloffset__",
+                ffi::Py_T_PYSSIZET,
+                std::mem::offset_of!(GuardedObject, vectorcall),
+                none,
+            ),
+            member(
+                c"__dictoffset__",
+                ffi::Py_T_PYSSIZET,
+                std::mem::offset_of!(GuardedObject, dict),
+                none,
+            ),
+            member(
+                c"__weaklistoffset__",
+                ffi::Py_T_PYSSIZET,
+                std::mem::offset_of!(GuardedObject, weakrefs),
+                none,
+            ),
+            member(
+                c"func",
+                ffi::Py_T_OBJECT_EX,
+                std::mem::offset_of!(GuardedObject, func),
+                c"The decorated function.".as_ptr(),
+            ),
+            ffi::PyMemberDef::default(),
+        ];
+        let slot = |slot, pfunc: *mut std::ffi::c_void| ffi::PyType_Slot { slot, pfunc };
+        let mut slots = [
+            slot(ffi::Py_tp_new, guarded_new as *mut _),
+            slot(ffi::Py_tp_dealloc, guarded_dealloc as *mut _),
+            slot(ffi::Py_tp_traverse, guarded_traverse as *mut _),
+            slot(ffi::Py_tp_clear, guarded_clear as *mut _),
+            slot(ffi::Py_tp_call, guarded_call as *mut _),
+            slot(ffi::Py_tp_descr_get, guarded_descr_get as *mut _),
+            slot(ffi::Py_tp_repr, guarded_repr as *mut _),
+            slot(ffi::Py_tp_members, members.as_mut_ptr().cast()),
+            slot(
+                ffi::Py_tp_getset,
+                GUARDED_GETSET.0.as_ptr().cast_mut().cast(),
+            ),
+            slot(
+                ffi::Py_tp_methods,
+                GUARDED_METHODS.0.as_ptr().cast_mut().cast(),
+            ),
+            slot(
+                ffi::Py_tp_doc,
+                c"Guarded(target, func, /)\n--\n\n\
+                  A function decorated with a breaker or a retry: calling it runs func through \
+                  target (a Breaker, a RetryCore, or a callable runner(func, *args, **kwargs))."
+                    .as_ptr()
+                    .cast_mut()
+                    .cast(),
+            ),
+            slot(0, std::ptr::null_mut()),
+        ];
+        let flags = ffi::Py_TPFLAGS_DEFAULT
+            | ffi::Py_TPFLAGS_HAVE_GC
+            | ffi::Py_TPFLAGS_IMMUTABLETYPE
+            | ffi::Py_TPFLAGS_METHOD_DESCRIPTOR
+            | TPFLAGS_HAVE_VECTORCALL;
+        let mut spec = ffi::PyType_Spec {
+            // CPython keeps this pointer as the type's tp_name: a static string.
+            name: c"resilience._core.Guarded".as_ptr(),
+            basicsize: std::mem::size_of::<GuardedObject>() as std::ffi::c_int,
+            itemsize: 0,
+            flags: flags as std::ffi::c_uint,
+            slots: slots.as_mut_ptr(),
+        };
+        // SAFETY: the spec, slots and members are valid for the call; the getset and method
+        // tables and the name are static.
+        unsafe { Bound::from_owned_ptr_or_err(py, ffi::PyType_FromSpec(&mut spec)) }
     }
 
     /// The first attempt of `resilience.Retry`, without a Python frame: counts the call, runs
@@ -1197,7 +1540,7 @@ mod binding {
         m.add_class::<Permit>()?;
         m.add_class::<Breaker>()?;
         m.add_class::<Window>()?;
-        m.add_class::<Guarded>()?;
+        m.add("Guarded", guarded_type(m.py())?)?;
         m.add_class::<RetryCore>()?;
         Ok(())
     }

@@ -4,8 +4,6 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, final
 
-from typing_extensions import disjoint_base
-
 __all__ = [
     "MAX_HALF_OPEN_REQUESTS",
     "Breaker",
@@ -92,13 +90,13 @@ class Window:
     def error_rate(self) -> float: ...
     def reset(self) -> None: ...
 
-@disjoint_base
+@final
 class Guarded:
     def __new__(
-        cls, target: Breaker | RetryCore | Callable[..., Any], func: Callable[..., Any]
+        cls, target: Breaker | RetryCore | Callable[..., Any], func: Callable[..., Any], /
     ) -> Guarded: ...
     def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-    def __get__(self, obj: object, owner: object = None, /) -> Any: ...
+    def __get__(self, instance: object, owner: object = None, /) -> Any: ...
     @property
     def func(self) -> Callable[..., Any]: ...
 
