@@ -13,8 +13,10 @@
 //!   ticket per slot so a trial can be given back, completed, or judged orphaned exactly once.
 //!   Trial outcomes are counted in a word that also carries the generation, so a late outcome
 //!   from an earlier period changes the new period's counts by exactly zero.
-//! * In CLOSED a call costs one counter increment to enter, and to finish one counter increment
-//!   plus one CAS in the sliding window, then a read of the window to judge the error rate.
+//! * In CLOSED a call costs one counter bump to enter, and to finish one counter bump plus one
+//!   CAS in the sliding window; the counters are striped by thread ([`crate::tally`]), so for
+//!   the first few threads a bump is a plain store. A success reads the window only when a
+//!   failure may be in it.
 //! * Writes on the (rare) transition path are `swap`s rather than `store`s: the same ordering,
 //!   and loom 0.7 models a swap racing other read-modify-writes exactly where it gets a plain
 //!   store wrong (tokio-rs/loom#254), so `make test-loom` checks this code as it is.
@@ -28,6 +30,7 @@ use std::collections::VecDeque;
 
 use crate::clock::Tick;
 use crate::sync::{lock, AtomicBool, AtomicI64, AtomicU64, Mutex, Ordering};
+use crate::tally::Tally;
 use crate::window::Window;
 
 /// The largest `half_open_requests` the core accepts (trial counts are 16-bit fields).
@@ -340,8 +343,8 @@ pub struct Breaker {
     next_ticket: AtomicU64,
     /// When the current HALF_OPEN period began (the origin of ticket times).
     trials_since: AtomicI64,
-    admitted: AtomicU64,
-    finished: AtomicU64,
+    /// Admitted and finished calls (`total_executions`, `in_flight`), striped by thread.
+    calls: Tally,
     rejected: AtomicU64,
     orphaned: AtomicU64,
     /// Pending transition events; its lock is also the transition lock.
@@ -371,8 +374,7 @@ impl Breaker {
             tickets: (0..slots).map(|_| AtomicU64::new(FREE)).collect(),
             next_ticket: AtomicU64::new(0),
             trials_since: AtomicI64::new(0),
-            admitted: AtomicU64::new(0),
-            finished: AtomicU64::new(0),
+            calls: Tally::new(),
             rejected: AtomicU64::new(0),
             orphaned: AtomicU64::new(0),
             events: Mutex::new(VecDeque::new()),
@@ -412,8 +414,7 @@ impl Breaker {
             let word = self.word.load(Ordering::Acquire);
             match word_state(word) {
                 State::Closed => {
-                    // Relaxed: a statistic; it orders nothing.
-                    self.admitted.fetch_add(1, Ordering::Relaxed);
+                    self.calls.admit();
                     return Ok(Permit {
                         generation: word_generation(word),
                         trial: None,
@@ -436,7 +437,7 @@ impl Breaker {
                         continue;
                     }
                     if let Some(permit) = self.take_trial(word, t) {
-                        self.admitted.fetch_add(1, Ordering::Relaxed);
+                        self.calls.admit();
                         return Ok(permit);
                     }
                     if self.word.load(Ordering::Acquire) != word {
@@ -453,8 +454,7 @@ impl Breaker {
     /// Returns true when the outcome counted toward the breaker's current period (false for an
     /// ignored outcome, or one of a call admitted in an earlier period).
     pub fn complete(&self, permit: Permit, outcome: Outcome, clock: impl FnOnce() -> Tick) -> bool {
-        // Relaxed: a statistic.
-        self.finished.fetch_add(1, Ordering::Relaxed);
+        self.calls.finish();
         match permit.trial {
             None => {
                 if outcome == Outcome::Ignored {
@@ -493,12 +493,11 @@ impl Breaker {
     /// counts nothing when no trial is running (the trial it belonged to was judged orphaned).
     /// Returns true when the outcome was counted.
     pub fn record(&self, outcome: Outcome, clock: impl FnOnce() -> Tick) -> bool {
-        // Keep in_flight from going negative when records outnumber admissions.
-        let _ = self
-            .finished
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
-                (done < self.admitted.load(Ordering::Relaxed)).then_some(done + 1)
-            });
+        // Keep in_flight from going negative when records outnumber admissions. (Two threads
+        // racing here may both pass the check; `snapshot` saturates in_flight at zero.)
+        if self.calls.finished() < self.calls.admitted() {
+            self.calls.finish();
+        }
         let word = self.word.load(Ordering::Acquire);
         match word_state(word) {
             State::Closed => {
@@ -584,9 +583,10 @@ impl Breaker {
     pub fn snapshot(&self, now: Tick) -> Snapshot {
         let word = self.word.load(Ordering::Acquire);
         let (successes, failures) = self.window.counts(now);
-        // finished first: admitted is read later, so it is never behind it.
-        let finished = self.finished.load(Ordering::Relaxed);
-        let admitted = self.admitted.load(Ordering::Relaxed);
+        // finished first: admitted is read later, so it is rarely behind it (and in_flight
+        // saturates at zero when it is).
+        let finished = self.calls.finished();
+        let admitted = self.calls.admitted();
         let half_open = (word_state(word) == State::HalfOpen).then(|| {
             let generation = word_generation(word);
             let running = self

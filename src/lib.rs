@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod clock;
 mod sync;
+pub mod tally;
 pub mod window;
 
 #[cfg(feature = "python")]

@@ -60,6 +60,56 @@ fn tag_is_newer(a: u64, b: u64) -> bool {
     distance != 0 && distance < (1 << 23)
 }
 
+/// Floor division by a divisor fixed at construction, without a hardware divide: a multiply by a
+/// precomputed reciprocal and a shift. Every record needs the epoch of `now` (a division by
+/// `bucket_ns`) and its slot (a remainder by `n`); a 64-bit `idiv` costs tens of cycles, the
+/// multiply a few.
+///
+/// With `c = ceil(log2 d)`, `k = 63 + c` and `magic = ceil(2^k / d)` (which fits in 64 bits),
+/// `(x * magic) >> k == x / d` for every `0 <= x < 2^63`: the error `x * (magic * d - 2^k) /
+/// (d * 2^k)` is below `2^63 / 2^k = 2^-c <= 1/d`, too little to reach the next integer.
+/// Negative dividends (a manual clock set before zero) take the plain `div_euclid`.
+#[derive(Debug, Clone, Copy)]
+struct Divisor {
+    d: i64,
+    magic: u64,
+    shift: u32,
+}
+
+impl Divisor {
+    fn new(d: i64) -> Self {
+        assert!(d >= 1, "divisor must be >= 1");
+        let c = 64 - ((d - 1) as u64).leading_zeros(); // ceil(log2 d); 0 for d = 1
+        let shift = 63 + c;
+        let magic = (1u128 << shift).div_ceil(d as u128);
+        Divisor {
+            d,
+            magic: u64::try_from(magic).expect("the reciprocal fits in 64 bits"),
+            shift,
+        }
+    }
+
+    /// `x.div_euclid(d)`.
+    #[inline]
+    fn div(&self, x: i64) -> i64 {
+        if x >= 0 {
+            ((x as u128 * self.magic as u128) >> self.shift) as i64
+        } else {
+            x.div_euclid(self.d)
+        }
+    }
+
+    /// `x.rem_euclid(d)`.
+    #[inline]
+    fn rem(&self, x: i64) -> i64 {
+        if x >= 0 {
+            x - self.div(x) * self.d // q * d <= x: no overflow
+        } else {
+            x.rem_euclid(self.d)
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     successes: AtomicU64,
@@ -71,6 +121,10 @@ struct Slot {
 pub struct Window {
     bucket_ns: i64,
     n: i64,
+    /// Divides by `bucket_ns` (time to epoch).
+    per_bucket: Divisor,
+    /// Divides by `n` (epoch to slot).
+    per_ring: Divisor,
     slots: Box<[Slot]>,
     head: AtomicI64,
     era: AtomicU64,
@@ -94,9 +148,12 @@ impl Window {
                 failures: AtomicU64::new(EMPTY),
             })
             .collect();
+        let bucket_ns = (window_ns / n).max(1);
         Window {
-            bucket_ns: (window_ns / n).max(1),
+            bucket_ns,
             n,
+            per_bucket: Divisor::new(bucket_ns),
+            per_ring: Divisor::new(n),
             slots,
             head: AtomicI64::new(NO_EPOCH),
             era: AtomicU64::new(0),
@@ -116,7 +173,7 @@ impl Window {
         if !self.enter_era(now.era) {
             return false;
         }
-        let epoch = now.ns.div_euclid(self.bucket_ns);
+        let epoch = self.per_bucket.div(now.ns);
         // Acquire: pairs with the AcqRel CAS in `advance_head`, so the clearing done by whoever
         // moved head is visible before we write into a slot it cleared.
         let head = self.head.load(Ordering::Acquire);
@@ -125,7 +182,7 @@ impl Window {
         } else if epoch <= head.saturating_sub(self.n) {
             return false;
         }
-        let slot = &self.slots[epoch.rem_euclid(self.n) as usize];
+        let slot = &self.slots[self.per_ring.rem(epoch) as usize];
         if !failure {
             return add_one(&slot.successes, tag(epoch));
         }
@@ -142,13 +199,13 @@ impl Window {
     #[inline]
     pub fn may_hold_failures(&self, now: Tick) -> bool {
         let newest = self.last_failure.load(Ordering::SeqCst);
-        newest != NO_EPOCH && now.ns.div_euclid(self.bucket_ns) - newest < self.n
+        newest != NO_EPOCH && self.per_bucket.div(now.ns) - newest < self.n
     }
 
     /// `(successes, failures)` inside the window ending at `now`.
     pub fn counts(&self, now: Tick) -> (u64, u64) {
         self.enter_era(now.era);
-        let epoch = now.ns.div_euclid(self.bucket_ns);
+        let epoch = self.per_bucket.div(now.ns);
         // Every word holds an epoch within the n epochs ending at `head` (writers move head
         // before they write), so only epochs inside both windows can hold counts. This also
         // keeps a word whose tag merely repeats (2^24 buckets later) from being read.
@@ -160,8 +217,14 @@ impl Window {
         let last = epoch.min(head);
         let first = (epoch - self.n + 1).max(head - self.n + 1);
         let (mut ok, mut failed) = (0, 0);
+        let mut index = self.per_ring.rem(first) as usize;
         for x in first..=last {
-            let slot = &self.slots[x.rem_euclid(self.n) as usize];
+            let slot = &self.slots[index];
+            index = if index + 1 == self.slots.len() {
+                0
+            } else {
+                index + 1
+            };
             let want = tag(x);
             // Acquire: see the count that the CAS in `add_one` published.
             let s = slot.successes.load(Ordering::Acquire);
@@ -242,8 +305,14 @@ impl Window {
         } else {
             old + 1
         };
+        let mut index = self.per_ring.rem(first) as usize;
         for x in first..=new {
-            let slot = &self.slots[x.rem_euclid(self.n) as usize];
+            let slot = &self.slots[index];
+            index = if index + 1 == self.slots.len() {
+                0
+            } else {
+                index + 1
+            };
             if long_silence {
                 slot.successes.swap(EMPTY, Ordering::Release);
                 slot.failures.swap(EMPTY, Ordering::Release);
@@ -295,6 +364,52 @@ fn clear_unless(word: &AtomicU64, want: u64) {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn divisor_matches_div_euclid_and_rem_euclid() {
+        let mut divisors: Vec<i64> = (1..=2_000).collect();
+        for bit in 1..63 {
+            let p = 1i64 << bit;
+            divisors.extend([p - 1, p, p + 1]);
+        }
+        divisors.extend([
+            1_000_000,
+            6_000_000_000,
+            999_999_937,
+            1_000_000_007,
+            i64::MAX / 3,
+            i64::MAX - 1,
+            i64::MAX,
+        ]);
+        // A fixed xorshift sequence: deterministic, spread over the whole range.
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for &d in &divisors {
+            let div = Divisor::new(d);
+            let mut xs = vec![0, 1, d - 1, d, d.saturating_add(1), i64::MAX, i64::MAX - 1];
+            xs.extend([-1, -d, i64::MIN, i64::MIN + 1]);
+            for k in [2i64, 3, 1_000, 1 << 20, 1 << 40] {
+                if let Some(m) = d.checked_mul(k) {
+                    xs.extend([m - 1, m, m + 1]);
+                }
+            }
+            for _ in 0..200 {
+                let r = next();
+                xs.push((r >> 1) as i64); // any non-negative
+                xs.push((r >> (r % 60 + 1)) as i64); // small ones too
+                xs.push(r as i64); // negative half the time
+            }
+            for x in xs {
+                assert_eq!(div.div(x), x.div_euclid(d), "{x} / {d}");
+                assert_eq!(div.rem(x), x.rem_euclid(d), "{x} % {d}");
+            }
+        }
+    }
 
     const SEC: i64 = 1_000_000_000;
 
