@@ -341,6 +341,55 @@ def test_listener_that_raises_is_logged_and_never_changes_the_result(
     assert record.breaker == "test"
 
 
+def test_removed_listener_hears_nothing_more_and_unknown_one_is_a_value_error(make_breaker):
+    cb = make_breaker(volume_threshold=1)
+    heard: list[Any] = []
+
+    def hear(name: str, a: CircuitState, b: CircuitState) -> None:
+        heard.append((a, b))
+
+    cb.add_state_listener(hear)
+    cb.force_open()
+    cb.remove_state_listener(hear)
+    cb.reset()
+    assert heard == [(CLOSED, OPEN)]
+    with pytest.raises(ValueError, match="was not added"):
+        cb.remove_state_listener(hear)
+
+
+def test_listener_added_by_a_listener_hears_only_later_transitions(make_breaker):
+    cb = make_breaker()
+    late: list[Any] = []
+
+    def add_another(name: str, a: CircuitState, b: CircuitState) -> None:
+        if not late:
+            late.append("added")
+            cb.add_state_listener(lambda _n, x, y: late.append((x, y)))
+
+    cb.add_state_listener(add_another)
+    cb.force_open()  # delivered to the listeners present when it began
+    cb.reset()
+    assert late == ["added", (OPEN, CLOSED)]
+
+
+def test_listeners_added_from_many_threads_are_all_kept(make_breaker):
+    cb = make_breaker()
+    heard: list[int] = []
+    start = threading.Barrier(16)
+
+    def add(i: int) -> None:
+        start.wait()
+        cb.add_state_listener(lambda *_: heard.append(i))
+
+    threads = [threading.Thread(target=add, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    cb.force_open()
+    assert sorted(heard) == list(range(16))
+
+
 @pytest.mark.parametrize(
     "method", ["record_success", "record_failure", "record_rejection", "record_state_change"]
 )

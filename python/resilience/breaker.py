@@ -414,8 +414,8 @@ class CircuitBreaker:
         any internal lock. Exceptions it raises are logged and swallowed."""
         if not callable(listener):
             raise TypeError(f"state listener must be callable, got {listener!r}")
-        self._notifier.listeners.append(listener)
+        self._notifier.add_listener(listener)
 
     def remove_state_listener(self, listener: StateListener) -> None:
         """Stops calling ``listener``; ValueError if it was not added."""
-        self._notifier.listeners.remove(listener)
+        self._notifier.remove_listener(listener)

@@ -65,21 +65,44 @@ REQUIRED_COLLECTOR_METHODS = (
 )
 
 
+# Guards every notifier's listener tuple and failed-once set. Both change rarely (a listener
+# added, a callback's first failure), so one lock for all breakers costs nothing on any hot path
+# and spares each breaker a lock of its own (programs keep thousands of breakers).
+_LOCK = threading.Lock()
+
+
 class Notifier:
     """Receives a breaker's transitions and callback failures from the core, outside its locks.
 
     The core delivers transitions one at a time and in order, so listeners see them in order.
+    The listeners are an immutable tuple, replaced whole on a change: delivery iterates it without
+    a lock or a copy, and an idle breaker holds no list. The failed-once set starts as the shared
+    empty frozenset for the same reason.
     """
 
-    __slots__ = ("_failed_once", "_lock", "listeners", "logger", "metrics", "name")
+    __slots__ = ("_failed_once", "listeners", "logger", "metrics", "name")
 
     def __init__(self, name: str, logger: logging.Logger, metrics: MetricsCollector | None) -> None:
         self.name = name
         self.logger = logger
         self.metrics = metrics
-        self.listeners: list[StateListener] = []
-        self._failed_once: set[str] = set()
-        self._lock = threading.Lock()
+        self.listeners: tuple[StateListener, ...] = ()
+        self._failed_once: frozenset[str] = frozenset()
+
+    def add_listener(self, listener: StateListener) -> None:
+        """Adds ``listener`` after the ones already there."""
+        with _LOCK:
+            self.listeners = (*self.listeners, listener)
+
+    def remove_listener(self, listener: StateListener) -> None:
+        """Removes the first listener equal to ``listener``; ValueError if there is none."""
+        with _LOCK:
+            current = self.listeners
+            for i, existing in enumerate(current):
+                if existing == listener:
+                    self.listeners = current[:i] + current[i + 1 :]
+                    return
+        raise ValueError(f"state listener {listener!r} was not added")
 
     def transition(
         self, from_state: CircuitState, to_state: CircuitState, error_rate: float
@@ -105,7 +128,7 @@ class Notifier:
                 self.metrics.record_state_change(self.name, from_state.value, to_state.value)
             except Exception as exc:
                 self.callback_failed("metrics", exc)
-        for listener in tuple(self.listeners):
+        for listener in self.listeners:
             try:
                 listener(self.name, from_state, to_state)
             except Exception as exc:
@@ -113,9 +136,10 @@ class Notifier:
 
     def callback_failed(self, what: str, exc: BaseException) -> None:
         """Logs a swallowed error from a listener, collector or classifier."""
-        with self._lock:
+        with _LOCK:
             first = what not in self._failed_once
-            self._failed_once.add(what)
+            if first:
+                self._failed_once = self._failed_once | {what}
         self.logger.log(
             logging.ERROR if first else logging.DEBUG,
             "circuit breaker %r: %s raised %s; ignored%s",
