@@ -504,9 +504,9 @@ def reading(results: dict[str, Any]) -> str:
             f"In Rust, acquire + record success takes {success.get('wall', float('nan')):.0f} ns "
             f"by the wall clock and {success.get('cpu', float('nan')):.0f} ns of CPU"
             + (
-                "; reading the window (`Window::counts`), which every success does to judge "
-                f"the error rate, takes {core['window/counts'].get('cpu', float('nan')):.0f} ns "
-                "of CPU on its own."
+                "; reading the whole window (`Window::counts`), which a success does only "
+                "when a failure may be in the window, takes "
+                f"{core['window/counts'].get('cpu', float('nan')):.0f} ns of CPU on its own."
                 if "window/counts" in core
                 else "."
             )
@@ -517,9 +517,24 @@ def reading(results: dict[str, Any]) -> str:
         parts.append(
             f"Free-threaded, a shared breaker scales {ft['rows']['shared']['scaling']:.2f}x from "
             f"1 to 2 threads against the plain wrapper's {ft['rows']['wrapper']['scaling']:.2f}x "
-            f"({ft['target']['value']:.2f}x of it; {ft['cpu_target']['value']:.2f}x by CPU time); "
-            "on a machine this loaded the wall-clock scaling of every case is limited by the "
-            "cores the other processes leave free."
+            f"({ft['target']['value']:.2f}x of it; {ft['cpu_target']['value']:.2f}x by CPU time)"
+            + (
+                f"; with a `functools.partial(cb.call)` per thread, the same shared breaker "
+                f"scales {ft['rows']['shared_own_call']['scaling']:.2f}x "
+                f"({ft['rows']['shared_own_call']['vs_wrapper']:.2f}x of the wrapper's): the "
+                "rest of the gap is CPython 3.13t counting references to the one `call` object "
+                "every thread calls, which the core cannot avoid"
+                if "shared_own_call" in ft["rows"]
+                else ""
+            )
+            + (
+                "; in Rust, two threads on one breaker cost "
+                f"{core[two_threads].get('cpu', float('nan')):.0f} ns of CPU per call each"
+                if (two_threads := "contention/acquire_record_success_2_threads") in core
+                else ""
+            )
+            + ". On a machine this loaded the wall-clock scaling of every case is limited by "
+            "the cores the other processes leave free."
         )
     if missed:
         parts.append(f"{len(missed)} targets are missed: the table above lists them.")

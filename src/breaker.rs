@@ -30,7 +30,7 @@ use std::collections::VecDeque;
 
 use crate::clock::Tick;
 use crate::sync::{lock, AtomicBool, AtomicI64, AtomicU64, Mutex, Ordering};
-use crate::tally::Tally;
+use crate::tally::{self, Tally};
 use crate::window::Window;
 
 /// The largest `half_open_requests` the core accepts (trial counts are 16-bit fields).
@@ -454,7 +454,9 @@ impl Breaker {
     /// Returns true when the outcome counted toward the breaker's current period (false for an
     /// ignored outcome, or one of a call admitted in an earlier period).
     pub fn complete(&self, permit: Permit, outcome: Outcome, clock: impl FnOnce() -> Tick) -> bool {
-        self.calls.finish();
+        // One thread-local lookup serves the call counter and the window row.
+        let stripe = tally::thread_stripe();
+        self.calls.finish_at(stripe);
         match permit.trial {
             None => {
                 if outcome == Outcome::Ignored {
@@ -464,7 +466,12 @@ impl Breaker {
                 if word_generation(word) != permit.generation {
                     return false; // admitted in an earlier period
                 }
-                self.count_closed(word, clock(), outcome == Outcome::Failure);
+                self.count_closed(
+                    tally::row(stripe),
+                    word,
+                    clock(),
+                    outcome == Outcome::Failure,
+                );
                 true
             }
             Some(trial) => {
@@ -504,7 +511,8 @@ impl Breaker {
                 if outcome == Outcome::Ignored {
                     return false;
                 }
-                self.count_closed(word, clock(), outcome == Outcome::Failure);
+                let row = tally::row(tally::thread_stripe());
+                self.count_closed(row, word, clock(), outcome == Outcome::Failure);
                 true
             }
             State::Open => false,
@@ -664,12 +672,14 @@ impl Breaker {
 
     /// Counts a CLOSED-period outcome and opens the breaker if rule 1 says so.
     #[inline]
-    fn count_closed(&self, word: u64, now: Tick, failed: bool) {
-        self.window.record(now, failed);
+    /// Counts a CLOSED-period outcome (a success in the window's `row`) and opens if it must.
+    fn count_closed(&self, row: usize, word: u64, now: Tick, failed: bool) {
+        let epoch = self.window.epoch(now);
+        self.window.record_in(row, now, epoch, failed);
         if word_force(word) == Force::Closed {
             return;
         }
-        if !failed && self.cfg.error_threshold > 0.0 && !self.window.may_hold_failures(now) {
+        if !failed && self.cfg.error_threshold > 0.0 && !self.window.may_hold_failures(epoch) {
             return; // no failure in the window: the error rate is 0 and can't reach the threshold
         }
         let mut open = false;

@@ -20,7 +20,7 @@
 use crate::sync::{AtomicU64, Ordering};
 
 /// Stripes owned by one thread each; the shared stripe comes after them.
-pub const EXCLUSIVE: usize = 4;
+pub const EXCLUSIVE: usize = 3;
 
 /// One thread's counts, alone on its cache line.
 #[derive(Debug, Default)]
@@ -69,13 +69,19 @@ impl Tally {
     /// Counts one admitted call.
     #[inline]
     pub fn admit(&self) {
-        self.bump(Which::Admitted);
+        self.bump(thread_stripe(), Which::Admitted);
     }
 
     /// Counts one finished call.
     #[inline]
     pub fn finish(&self) {
-        self.bump(Which::Finished);
+        self.bump(thread_stripe(), Which::Finished);
+    }
+
+    /// [`Tally::finish`] for a caller that already asked [`thread_stripe`] on this thread.
+    #[inline]
+    pub fn finish_at(&self, stripe: Option<usize>) {
+        self.bump(stripe, Which::Finished);
     }
 
     /// Calls admitted so far.
@@ -89,8 +95,8 @@ impl Tally {
     }
 
     #[inline]
-    fn bump(&self, which: Which) {
-        match owner::stripe() {
+    fn bump(&self, stripe: Option<usize>, which: Which) {
+        match stripe {
             Some(index) => {
                 let cell = self.stripes[index].field(which);
                 // Relaxed load and store: this thread is the stripe's only writer (see the
@@ -115,6 +121,20 @@ impl Tally {
             .map(|s| s.field(which).load(Ordering::Relaxed))
             .fold(0u64, u64::wrapping_add)
     }
+}
+
+/// The stripe the calling thread owns, or None when it uses the shared one. Valid for this
+/// thread only: hand it to [`Tally::finish_at`] on the same thread, never to another.
+#[inline]
+pub fn thread_stripe() -> Option<usize> {
+    owner::stripe()
+}
+
+/// The row of a per-stripe table (such as the window's success rows) for `stripe`: the stripe's
+/// own index, or the shared last row.
+#[inline]
+pub fn row(stripe: Option<usize>) -> usize {
+    stripe.unwrap_or(EXCLUSIVE)
 }
 
 #[cfg(not(loom))]

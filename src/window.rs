@@ -1,9 +1,11 @@
 //! A time-bucketed sliding window of success and failure counts, lock-free.
 //!
 //! Time is cut into *epochs* of `bucket_ns` each; the window holds the last `n` epochs, in a ring
-//! of `n` slots (epoch `x` lives in slot `x mod n`). Each slot has two 64-bit words, one for
-//! successes and one for failures, and each word packs the epoch's 24-bit *tag* with a 40-bit
-//! count:
+//! of `n` slots (epoch `x` lives in slot `x mod n`). Each slot has one 64-bit word for failures
+//! and [`ROWS`] words for successes, one per *row*: a thread records its successes in its own row
+//! (the stripe it owns in [`crate::tally`], or the shared last row), so threads recording at once
+//! do not fight over one cache line; readers add the rows up. Each word packs the epoch's 24-bit
+//! *tag* with a 40-bit count:
 //!
 //! ```text
 //!   63            40 39                              0
@@ -65,37 +67,50 @@ fn tag_is_newer(a: u64, b: u64) -> bool {
 /// `bucket_ns`) and its slot (a remainder by `n`); a 64-bit `idiv` costs tens of cycles, the
 /// multiply a few.
 ///
-/// With `c = ceil(log2 d)`, `k = 63 + c` and `magic = ceil(2^k / d)` (which fits in 64 bits),
-/// `(x * magic) >> k == x / d` for every `0 <= x < 2^63`: the error `x * (magic * d - 2^k) /
-/// (d * 2^k)` is below `2^63 / 2^k = 2^-c <= 1/d`, too little to reach the next integer.
-/// Negative dividends (a manual clock set before zero) take the plain `div_euclid`.
+/// For `d = 2^c` it is a shift. Otherwise, with `c = ceil(log2 d)` (so `c >= 2`), `k = 63 + c`
+/// and `magic = ceil(2^k / d)` (which fits in 64 bits), `(x * magic) >> k == x / d` for every
+/// `0 <= x < 2^63`: the error `x * (magic * d - 2^k) / (d * 2^k)` is below `2^63 / 2^k = 2^-c <
+/// 1/d`, too little to reach the next integer. As `k > 64` that is the high word of the product
+/// shifted by `k - 64`. Negative dividends (a manual clock set before zero) take `div_euclid`.
 #[derive(Debug, Clone, Copy)]
 struct Divisor {
     d: i64,
+    /// 0 for a power of two.
     magic: u64,
+    /// `c` for a power of two, else `k - 64`.
     shift: u32,
 }
 
 impl Divisor {
     fn new(d: i64) -> Self {
         assert!(d >= 1, "divisor must be >= 1");
-        let c = 64 - ((d - 1) as u64).leading_zeros(); // ceil(log2 d); 0 for d = 1
-        let shift = 63 + c;
-        let magic = (1u128 << shift).div_ceil(d as u128);
+        if d.count_ones() == 1 {
+            return Divisor {
+                d,
+                magic: 0,
+                shift: d.trailing_zeros(),
+            };
+        }
+        let c = 64 - ((d - 1) as u64).leading_zeros(); // ceil(log2 d), >= 2 here
+        let k = 63 + c;
+        let magic = (1u128 << k).div_ceil(d as u128);
         Divisor {
             d,
             magic: u64::try_from(magic).expect("the reciprocal fits in 64 bits"),
-            shift,
+            shift: k - 64,
         }
     }
 
     /// `x.div_euclid(d)`.
     #[inline]
     fn div(&self, x: i64) -> i64 {
-        if x >= 0 {
-            ((x as u128 * self.magic as u128) >> self.shift) as i64
-        } else {
+        if x < 0 {
             x.div_euclid(self.d)
+        } else if self.magic == 0 {
+            x >> self.shift
+        } else {
+            let high = ((x as u128 * self.magic as u128) >> 64) as u64;
+            (high >> self.shift) as i64
         }
     }
 
@@ -110,10 +125,13 @@ impl Divisor {
     }
 }
 
-#[derive(Debug)]
-struct Slot {
-    successes: AtomicU64,
-    failures: AtomicU64,
+/// Success rows: one per owned stripe, plus the shared one.
+pub const ROWS: usize = crate::tally::EXCLUSIVE + 1;
+
+/// Words per success row: at least 8, so the same slot's words in two rows are 64 bytes or more
+/// apart and never share a cache line.
+fn row_len(n: usize) -> usize {
+    n.max(8)
 }
 
 /// Success and failure counts over the last `window` of time, bucketed.
@@ -125,7 +143,11 @@ pub struct Window {
     per_bucket: Divisor,
     /// Divides by `n` (epoch to slot).
     per_ring: Divisor,
-    slots: Box<[Slot]>,
+    /// `n` failure words, one per slot.
+    failures: Box<[AtomicU64]>,
+    /// `ROWS` rows of `row_len` success words; slot `i` of row `r` is `r * row_len + i`.
+    successes: Box<[AtomicU64]>,
+    row_len: usize,
     head: AtomicI64,
     era: AtomicU64,
     /// The newest epoch with a failure recorded (NO_EPOCH: none since the last clear); lets a
@@ -142,19 +164,17 @@ impl Window {
         assert!(window_ns >= 1, "window_ns must be >= 1");
         assert!(buckets >= 1, "buckets must be >= 1");
         let n = i64::from(buckets);
-        let slots = (0..buckets)
-            .map(|_| Slot {
-                successes: AtomicU64::new(EMPTY),
-                failures: AtomicU64::new(EMPTY),
-            })
-            .collect();
+        let empty = |count: usize| (0..count).map(|_| AtomicU64::new(EMPTY)).collect();
+        let row_len = row_len(buckets as usize);
         let bucket_ns = (window_ns / n).max(1);
         Window {
             bucket_ns,
             n,
             per_bucket: Divisor::new(bucket_ns),
             per_ring: Divisor::new(n),
-            slots,
+            failures: empty(buckets as usize),
+            successes: empty(ROWS * row_len),
+            row_len,
             head: AtomicI64::new(NO_EPOCH),
             era: AtomicU64::new(0),
             last_failure: AtomicI64::new(NO_EPOCH),
@@ -170,10 +190,24 @@ impl Window {
     /// before the window (a thread that read the clock long ago) or in an abandoned era.
     #[inline]
     pub fn record(&self, now: Tick, failure: bool) -> bool {
+        let row = crate::tally::row(crate::tally::thread_stripe());
+        self.record_in(row, now, self.epoch(now), failure)
+    }
+
+    /// The epoch (bucket number) of `now`.
+    #[inline]
+    pub fn epoch(&self, now: Tick) -> i64 {
+        self.per_bucket.div(now.ns)
+    }
+
+    /// [`Window::record`] with a success going to `row` (any row below [`ROWS`] is correct;
+    /// the calling thread's own row, [`crate::tally::row`], keeps threads apart), for a caller
+    /// that already has `now`'s [`Window::epoch`].
+    #[inline]
+    pub fn record_in(&self, row: usize, now: Tick, epoch: i64, failure: bool) -> bool {
         if !self.enter_era(now.era) {
             return false;
         }
-        let epoch = self.per_bucket.div(now.ns);
         // Acquire: pairs with the AcqRel CAS in `advance_head`, so the clearing done by whoever
         // moved head is visible before we write into a slot it cleared.
         let head = self.head.load(Ordering::Acquire);
@@ -182,11 +216,11 @@ impl Window {
         } else if epoch <= head.saturating_sub(self.n) {
             return false;
         }
-        let slot = &self.slots[self.per_ring.rem(epoch) as usize];
+        let index = self.per_ring.rem(epoch) as usize;
         if !failure {
-            return add_one(&slot.successes, tag(epoch));
+            return add_one(&self.successes[row * self.row_len + index], tag(epoch));
         }
-        let added = add_one(&slot.failures, tag(epoch));
+        let added = add_one(&self.failures[index], tag(epoch));
         // SeqCst, with the load in `may_hold_failures`: a success that does not see this
         // failure recorded was itself recorded before it, and the failure's own judgement of
         // the window then counts that success.
@@ -194,12 +228,12 @@ impl Window {
         added
     }
 
-    /// False only when no failure can be inside the window ending at `now` (a cheap check that
-    /// spares a success the read of every bucket).
+    /// False only when no failure can be inside the window ending in `epoch` (a cheap check
+    /// that spares a success the read of every bucket).
     #[inline]
-    pub fn may_hold_failures(&self, now: Tick) -> bool {
+    pub fn may_hold_failures(&self, epoch: i64) -> bool {
         let newest = self.last_failure.load(Ordering::SeqCst);
-        newest != NO_EPOCH && self.per_bucket.div(now.ns) - newest < self.n
+        newest != NO_EPOCH && epoch - newest < self.n
     }
 
     /// `(successes, failures)` inside the window ending at `now`.
@@ -217,34 +251,32 @@ impl Window {
         let last = epoch.min(head);
         let first = (epoch - self.n + 1).max(head - self.n + 1);
         let (mut ok, mut failed) = (0, 0);
+        // Acquire: see the count that the CAS in `add_one` published.
+        let count = |word: &AtomicU64, want: u64| {
+            let w = word.load(Ordering::Acquire);
+            if w != EMPTY && word_tag(w) == want {
+                w & COUNT_MASK
+            } else {
+                0
+            }
+        };
         let mut index = self.per_ring.rem(first) as usize;
         for x in first..=last {
-            let slot = &self.slots[index];
-            index = if index + 1 == self.slots.len() {
-                0
-            } else {
-                index + 1
-            };
             let want = tag(x);
-            // Acquire: see the count that the CAS in `add_one` published.
-            let s = slot.successes.load(Ordering::Acquire);
-            if s != EMPTY && word_tag(s) == want {
-                ok += s & COUNT_MASK;
+            for row in 0..ROWS {
+                ok += count(&self.successes[row * self.row_len + index], want);
             }
-            let f = slot.failures.load(Ordering::Acquire);
-            if f != EMPTY && word_tag(f) == want {
-                failed += f & COUNT_MASK;
-            }
+            failed += count(&self.failures[index], want);
+            index = self.next_index(index);
         }
         (ok, failed)
     }
 
     /// Forgets every count.
     pub fn clear(&self) {
-        for slot in self.slots.iter() {
-            // Release: a reader that sees EMPTY sees the clear as a whole in this slot.
-            slot.successes.swap(EMPTY, Ordering::Release);
-            slot.failures.swap(EMPTY, Ordering::Release);
+        for word in self.successes.iter().chain(self.failures.iter()) {
+            // Release: a reader that sees EMPTY sees the clear as a whole in this word.
+            word.swap(EMPTY, Ordering::Release);
         }
         self.head.swap(NO_EPOCH, Ordering::Release);
         self.last_failure.swap(NO_EPOCH, Ordering::Release);
@@ -307,20 +339,27 @@ impl Window {
         };
         let mut index = self.per_ring.rem(first) as usize;
         for x in first..=new {
-            let slot = &self.slots[index];
-            index = if index + 1 == self.slots.len() {
-                0
-            } else {
-                index + 1
-            };
-            if long_silence {
-                slot.successes.swap(EMPTY, Ordering::Release);
-                slot.failures.swap(EMPTY, Ordering::Release);
-            } else {
-                let want = tag(x);
-                clear_unless(&slot.successes, want);
-                clear_unless(&slot.failures, want);
+            let words = (0..ROWS)
+                .map(|row| &self.successes[row * self.row_len + index])
+                .chain(std::iter::once(&self.failures[index]));
+            for word in words {
+                if long_silence {
+                    word.swap(EMPTY, Ordering::Release);
+                } else {
+                    clear_unless(word, tag(x));
+                }
             }
+            index = self.next_index(index);
+        }
+    }
+
+    /// The slot after `index`, around the ring.
+    #[inline]
+    fn next_index(&self, index: usize) -> usize {
+        if index + 1 == self.failures.len() {
+            0
+        } else {
+            index + 1
         }
     }
 }
@@ -448,6 +487,49 @@ mod tests {
         w.record(at(6.0), false); // epoch 1
         assert_eq!(w.counts(at(60.0)), (1, 0));
         assert_eq!(w.counts(at(66.0)), (0, 0));
+    }
+
+    #[test]
+    fn successes_in_every_row_are_counted_expired_and_cleared_together() {
+        let w = Window::new(10 * SEC, 2); // 5 s buckets
+        for row in 0..ROWS {
+            for _ in 0..=row {
+                assert!(w.record_in(row, at(1.0), w.epoch(at(1.0)), false));
+            }
+        }
+        let all = (ROWS * (ROWS + 1) / 2) as u64;
+        assert_eq!(w.counts(at(1.0)), (all, 0));
+        w.record_in(0, at(6.0), w.epoch(at(6.0)), false); // the next bucket: both still inside
+        assert_eq!(w.counts(at(6.0)), (all + 1, 0));
+        // Epoch 2 reuses epoch 0's slot: every row's old words are recycled, none leak in.
+        w.record_in(ROWS - 1, at(11.0), w.epoch(at(11.0)), false);
+        assert_eq!(w.counts(at(11.0)), (2, 0));
+        w.clear();
+        assert_eq!(w.counts(at(11.0)), (0, 0));
+        for row in 0..ROWS {
+            w.record_in(row, at(12.0), w.epoch(at(12.0)), false);
+        }
+        assert_eq!(w.counts(at(12.0)), (ROWS as u64, 0));
+        // A long silence clears every row unconditionally.
+        let later = at(12.0 + 5.0 * (TAG_HORIZON as f64 + 1.0));
+        w.record_in(1, later, w.epoch(later), true);
+        assert_eq!(w.counts(later), (0, 1));
+    }
+
+    #[test]
+    fn rows_of_one_slot_never_share_a_cache_line() {
+        for buckets in [1u32, 2, 7, 8, 10, 100] {
+            let w = Window::new(60 * SEC, buckets);
+            let base = w.successes.as_ptr() as usize;
+            for i in 0..buckets as usize {
+                let lines: Vec<usize> = (0..ROWS)
+                    .map(|row| (base + 8 * (row * w.row_len + i)) / 64)
+                    .collect();
+                for pair in lines.windows(2) {
+                    assert_ne!(pair[0], pair[1], "buckets {buckets}, slot {i}");
+                }
+            }
+        }
     }
 
     #[test]
