@@ -306,7 +306,27 @@ mod binding {
             }
         }
 
+        /// Tells the collector about a counted outcome (nothing to do without one: inlined).
+        #[inline]
         fn report(&self, py: Python<'_>, outcome: Outcome, exc: Option<&Bound<'_, PyAny>>) {
+            let sink = match outcome {
+                Outcome::Success => &self.on_success,
+                Outcome::Failure => &self.on_failure,
+                Outcome::Ignored => return,
+            };
+            if sink.is_some() {
+                self.report_to_collector(py, outcome, exc);
+            }
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn report_to_collector(
+            &self,
+            py: Python<'_>,
+            outcome: Outcome,
+            exc: Option<&Bound<'_, PyAny>>,
+        ) {
             let result = match outcome {
                 Outcome::Success => match &self.on_success {
                     Some(sink) => sink.call1(py, (self.name.clone_ref(py),)),

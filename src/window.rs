@@ -287,7 +287,14 @@ impl Window {
     #[inline]
     fn enter_era(&self, era: u64) -> bool {
         // Acquire: after seeing a new era we also see the clear that its winner performed.
-        let mut current = self.era.load(Ordering::Acquire);
+        let current = self.era.load(Ordering::Acquire);
+        era == current || self.change_era(era, current)
+    }
+
+    /// The slow part of [`Window::enter_era`]: `era` differs from the window's.
+    #[cold]
+    #[inline(never)]
+    fn change_era(&self, era: u64, mut current: u64) -> bool {
         loop {
             if era == current {
                 return true;
@@ -310,6 +317,9 @@ impl Window {
         }
     }
 
+    /// Moves `head` to `epoch` (once per bucket: off the hot path).
+    #[cold]
+    #[inline(never)]
     fn advance_head(&self, mut seen: i64, epoch: i64) {
         while epoch > seen {
             match self
