@@ -240,6 +240,58 @@ def test_nested_blocks_complete_their_own_permits(make_breaker):
     assert (cb.state, m["success"], m["failure"]) == (OPEN, 0, 1)
 
 
+def test_blocks_of_two_breakers_left_out_of_order_each_finish_their_own_permit(make_breaker):
+    a = make_breaker(name="a", volume_threshold=100)
+    b = make_breaker(name="b", volume_threshold=100)
+    a.__enter__()
+    b.__enter__()
+    a.reset()  # a's permit is from before the reset: its outcome must not count
+    a.__exit__(ConnectionError, ConnectionError("a"), None)  # a leaves first, b still open
+    b.__exit__(None, None, None)
+    assert (a.metrics()["failure"], a.metrics()["in_flight"]) == (0, 0)
+    assert (b.metrics()["success"], b.metrics()["in_flight"]) == (1, 0)
+    with a:  # the list of open blocks is empty again: a fresh block works
+        pass
+    assert a.metrics()["success"] == 1
+
+
+def test_exit_without_enter_is_a_runtime_error_naming_the_breaker(make_breaker):
+    cb = make_breaker(name="lonely")
+    with pytest.raises(RuntimeError, match="'lonely': __exit__ without a matching __enter__"):
+        cb.__exit__(None, None, None)
+    other = make_breaker(name="other")
+    with other, pytest.raises(RuntimeError, match="lonely"):
+        cb.__exit__(None, None, None)
+    assert other.metrics()["success"] == 1  # the open block of another breaker is untouched
+
+
+def test_blocks_in_threads_do_not_mix_permits(make_breaker):
+    cb = make_breaker(volume_threshold=10**6)
+    start = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def run(fail: bool) -> None:
+        start.wait()
+        for _ in range(500):
+            try:
+                with cb:
+                    if fail:
+                        raise ConnectionError("down")
+            except ConnectionError:
+                pass
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i % 2 == 0,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    m = cb.metrics()
+    assert errors == []
+    assert (m["success"], m["failure"], m["in_flight"]) == (2000, 2000, 0)
+
+
 def test_concurrent_async_with_blocks_in_tasks_do_not_mix_permits(make_breaker):
     cb = make_breaker(volume_threshold=1)
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    cast,
+    overload,
+)
 
 from . import _core
 from ._validate import check_duration, check_int, check_name, check_number
@@ -156,11 +166,39 @@ class CircuitBreakerConfig:
         return dataclasses.replace(self, **changes)
 
 
-# One stack of (breaker, permit) per thread or asyncio task for `with cb:` blocks; contextvars
-# keep concurrent tasks apart, and nesting pops in order.
-_open_blocks: ContextVar[tuple[tuple[CircuitBreaker, Any], ...]] = ContextVar(
-    "resilience_open_blocks", default=()
-)
+# The `with cb:` blocks open in this thread or asyncio task, innermost first, as a linked list of
+# (breaker, permit, enclosing blocks) nodes; contextvars keep concurrent tasks apart. Entering
+# pushes a node and leaving pops it, each one ContextVar.set, whatever the nesting depth.
+_Blocks: TypeAlias = "tuple[CircuitBreaker, Any, _Blocks] | None"
+_open_blocks: ContextVar[_Blocks] = ContextVar("resilience_open_blocks", default=None)
+
+
+def _push_block(breaker: CircuitBreaker, permit: Any) -> None:
+    """Remembers ``permit`` for the block ``breaker`` just entered."""
+    _open_blocks.set((breaker, permit, _open_blocks.get()))
+
+
+def _pop_block(breaker: CircuitBreaker) -> Any:
+    """The permit of the innermost open block of ``breaker``, which it forgets."""
+    node = _open_blocks.get()
+    if node is not None and node[0] is breaker:  # blocks leave in order: the usual case
+        _open_blocks.set(node[2])
+        return node[1]
+    # Blocks of two breakers left out of order (possible with ExitStack): rebuild the list
+    # without the innermost node of this breaker.
+    skipped: list[tuple[CircuitBreaker, Any]] = []
+    while node is not None and node[0] is not breaker:
+        skipped.append((node[0], node[1]))
+        node = node[2]
+    if node is None:
+        raise RuntimeError(
+            f"circuit breaker {breaker.name!r}: __exit__ without a matching __enter__"
+        )
+    permit, rest = node[1], node[2]
+    for owner, kept in reversed(skipped):
+        rest = (owner, kept, rest)
+    _open_blocks.set(rest)
+    return permit
 
 
 class CircuitBreaker:
@@ -179,6 +217,16 @@ class CircuitBreaker:
     """
 
     __slots__ = ("__weakref__", "_config", "_core", "_notifier", "call")
+
+    # True while `_admit` and `_finish` are this class's own: `with` then calls the core
+    # directly, a Python frame fewer on each side of the block.
+    _native_hooks: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._native_hooks = (
+            cls._admit is CircuitBreaker._admit and cls._finish is CircuitBreaker._finish
+        )
 
     if TYPE_CHECKING:
 
@@ -323,7 +371,9 @@ class CircuitBreaker:
         return cast(Callable[P, Any], guarded(self._runner(), fn))
 
     def __enter__(self) -> CircuitBreaker:
-        _open_blocks.set((*_open_blocks.get(), (self, self._admit())))
+        # The core directly unless a subclass replaced the admission hooks (one frame fewer).
+        permit = self._core.acquire() if self._native_hooks else self._admit()
+        _open_blocks.set((self, permit, _open_blocks.get()))
         return self
 
     def __exit__(
@@ -332,7 +382,16 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        self._finish(self._pop_block(), exc)
+        node = _open_blocks.get()
+        if node is not None and node[0] is self:
+            _open_blocks.set(node[2])
+            permit = node[1]
+        else:
+            permit = _pop_block(self)
+        if self._native_hooks:
+            self._core.complete(permit, exc)
+        else:
+            self._finish(permit, exc)
         return False
 
     async def __aenter__(self) -> CircuitBreaker:
@@ -367,12 +426,7 @@ class CircuitBreaker:
         return self._core
 
     def _pop_block(self) -> Any:
-        blocks = _open_blocks.get()
-        for i in range(len(blocks) - 1, -1, -1):
-            if blocks[i][0] is self:
-                _open_blocks.set(blocks[:i] + blocks[i + 1 :])
-                return blocks[i][1]
-        raise RuntimeError(f"circuit breaker {self.name!r}: __exit__ without a matching __enter__")
+        return _pop_block(self)
 
     # ----- manual use -----
 

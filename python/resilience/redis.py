@@ -124,7 +124,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from . import _core
 from ._validate import check_duration
-from .breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState, _open_blocks
+from .breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState, _push_block
 from .errors import CircuitBreakerOpenError
 from .observe import MetricsCollector
 
@@ -896,7 +896,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         return self.call(fn, *args, **kwargs)
 
     async def __aenter__(self) -> SharedCircuitBreaker:
-        _open_blocks.set((*_open_blocks.get(), (self, await self._admit_async())))
+        _push_block(self, await self._admit_async())
         return self
 
     async def __aexit__(
