@@ -26,6 +26,7 @@ import sys
 import sysconfig
 import threading
 import traceback
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,31 @@ def main() -> int:
             f"metrics {metrics}",
         )
         return f"{n_threads} x {per_thread} calls counted exactly"
+
+    @check("decorated functions and methods")
+    def _decorated() -> str:
+        cb = CircuitBreaker(name="decorated")
+
+        @cb
+        def add(a: int, b: int = 2) -> int:
+            """Adds."""
+            return a + b
+
+        class Client:
+            @cb
+            def who(self, tag: str) -> tuple[object, str]:
+                return self, tag
+
+        client = Client()
+        expect(add(1) == 3 and add(1, b=5) == 6, "arguments not forwarded")
+        expect((add.__name__, add.__doc__) == ("add", "Adds."), "metadata not copied")
+        expect(client.who("x") == (client, "x"), "method did not receive self")
+        expect(client.who.__self__ is client, "bound method has the wrong self")
+        ref = weakref.ref(add)
+        expect(ref() is add, "no weak reference to a decorated function")
+        called = cb.metrics()["success"]
+        expect(called == 3, f"{called} calls counted, expected 3")
+        return f"{type(add).__qualname__}: vectorcall, binding and weak references"
 
     if args.free_threaded:
 
