@@ -537,7 +537,10 @@ def reading(results: dict[str, Any]) -> str:
             "the cores the other processes leave free."
         )
     if missed:
-        parts.append(f"{len(missed)} targets are missed: the table above lists them.")
+        parts.append(
+            f"{len(missed)} target{' is' if len(missed) == 1 else 's are'} missed: the table "
+            "above lists " + ("it." if len(missed) == 1 else "them.")
+        )
     return " ".join(parts)
 
 
