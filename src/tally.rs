@@ -12,8 +12,10 @@
 //!   shared stripe with `fetch_add`.
 //!
 //! Readers add the stripes up; the sums are exact once the writers are quiet, and never ahead of
-//! what happened. An index returns to the pool when its thread exits; the mutex that hands it out
-//! orders the old owner's last store before the new owner's first load.
+//! what happened. An index returns to the pool when its thread exits. The pool is one atomic bit
+//! mask, never a lock (a lock held by another thread at `fork()` would stay held in the child):
+//! the release's `fetch_and` and the claim's compare-and-swap order the old owner's last store
+//! before the new owner's first load.
 //!
 //! Under `--cfg loom` every bump takes the shared path (loom models atomics, not thread-locals).
 
@@ -140,18 +142,19 @@ pub fn row(stripe: Option<usize>) -> usize {
 #[cfg(not(loom))]
 mod owner {
     use std::cell::Cell;
-    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::EXCLUSIVE;
-    use crate::sync::lock;
 
     /// Not asked for a stripe yet.
     const UNCLAIMED: u8 = u8::MAX - 1;
     /// Uses the shared stripe: none was free, or the thread is exiting.
     const SHARED: u8 = u8::MAX;
 
-    /// Which stripe indexes are owned.
-    static CLAIMED: Mutex<[bool; EXCLUSIVE]> = Mutex::new([false; EXCLUSIVE]);
+    /// Bit `i` is set while some thread owns stripe `i`.
+    static CLAIMED: AtomicU32 = AtomicU32::new(0);
+    const ALL: u32 = (1 << EXCLUSIVE) - 1;
+    const _: () = assert!(EXCLUSIVE < 32, "the claim mask has 32 bits");
 
     thread_local! {
         /// This thread's stripe index, UNCLAIMED or SHARED. A `Cell<u8>` with a const
@@ -170,7 +173,8 @@ mod owner {
             // never writes the owned stripe again.
             let index = INDEX.with(|i| i.replace(SHARED));
             if usize::from(index) < EXCLUSIVE {
-                lock(&CLAIMED)[usize::from(index)] = false;
+                // Release: our last store to the stripe happens before the next owner's claim.
+                CLAIMED.fetch_and(!(1 << index), Ordering::Release);
             }
         }
     }
@@ -196,18 +200,25 @@ mod owner {
             INDEX.with(|i| i.set(SHARED));
             return None;
         }
-        let mut claimed = lock(&CLAIMED);
-        match claimed.iter().position(|owned| !owned) {
-            Some(free) => {
-                claimed[free] = true;
-                INDEX.with(|i| i.set(free as u8));
-                Some(free)
-            }
-            None => {
-                INDEX.with(|i| i.set(SHARED));
-                None
+        let mut mask = CLAIMED.load(Ordering::Relaxed);
+        while mask & ALL != ALL {
+            let free = (!mask).trailing_zeros();
+            // Acquire: see the previous owner's last store to this stripe (its Release above).
+            match CLAIMED.compare_exchange_weak(
+                mask,
+                mask | (1 << free),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    INDEX.with(|i| i.set(free as u8));
+                    return Some(free as usize);
+                }
+                Err(seen) => mask = seen,
             }
         }
+        INDEX.with(|i| i.set(SHARED));
+        None
     }
 }
 
