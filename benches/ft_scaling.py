@@ -52,8 +52,12 @@ def _loop_call(n: int, ctx: Any) -> None:
 
 
 def _loop_call_own(n: int, ctx: Any) -> None:
-    # The breaker is shared; the object the loop calls is this thread's own, made here so this
-    # thread owns its reference count (a partial calls `cb.call` without touching its count).
+    # On 3.13t every call of a shared object bumps its reference count, an atomic add on one
+    # cache line for all threads, unless CPython made the object immortal (it does so for
+    # module-level functions, such as the wrapper's, once a second thread starts). Here the
+    # breaker is shared but the object the loop calls is this thread's own, made here so this
+    # thread owns its reference count (a partial calls `cb.call` without touching its count):
+    # the difference from "shared" is what that counting costs.
     call = functools.partial(ctx.call)
     g = f
     for _ in range(n):
@@ -96,10 +100,6 @@ def build_cases() -> list[tuple[str, str, int, Callable[[int, Any], None], list[
     from resilience import CircuitBreaker
 
     shared = CircuitBreaker(name="shared")
-    # On 3.13t every call of a shared object bumps its reference count, an atomic add on one
-    # cache line for all threads, unless CPython made the object immortal (it does so for
-    # module-level functions, such as the wrapper's, once a second thread starts). The
-    # "partial per thread" case shows how much of the shared breaker's gap is that.
     separate = [CircuitBreaker(name=f"separate-{i}") for i in range(2)]
     shared_decorated = shared(f)
     cases: list[tuple[str, str, int, Callable[[int, Any], None], list[Any]]] = []

@@ -500,10 +500,11 @@ impl Breaker {
     /// counts nothing when no trial is running (the trial it belonged to was judged orphaned).
     /// Returns true when the outcome was counted.
     pub fn record(&self, outcome: Outcome, clock: impl FnOnce() -> Tick) -> bool {
+        let stripe = tally::thread_stripe();
         // Keep in_flight from going negative when records outnumber admissions. (Two threads
         // racing here may both pass the check; `snapshot` saturates in_flight at zero.)
         if self.calls.finished() < self.calls.admitted() {
-            self.calls.finish();
+            self.calls.finish_at(stripe);
         }
         let word = self.word.load(Ordering::Acquire);
         match word_state(word) {
@@ -511,8 +512,12 @@ impl Breaker {
                 if outcome == Outcome::Ignored {
                     return false;
                 }
-                let row = tally::row(tally::thread_stripe());
-                self.count_closed(row, word, clock(), outcome == Outcome::Failure);
+                self.count_closed(
+                    tally::row(stripe),
+                    word,
+                    clock(),
+                    outcome == Outcome::Failure,
+                );
                 true
             }
             State::Open => false,
@@ -670,9 +675,9 @@ impl Breaker {
         rate(failed, ok + failed)
     }
 
-    /// Counts a CLOSED-period outcome and opens the breaker if rule 1 says so.
+    /// Counts a CLOSED-period outcome (a success in the window's `row`) and opens the breaker if
+    /// rule 1 says so.
     #[inline]
-    /// Counts a CLOSED-period outcome (a success in the window's `row`) and opens if it must.
     fn count_closed(&self, row: usize, word: u64, now: Tick, failed: bool) {
         let epoch = self.window.epoch(now);
         self.window.record_in(row, now, epoch, failed);

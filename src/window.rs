@@ -137,9 +137,8 @@ fn row_len(n: usize) -> usize {
 /// Success and failure counts over the last `window` of time, bucketed.
 #[derive(Debug)]
 pub struct Window {
-    bucket_ns: i64,
     n: i64,
-    /// Divides by `bucket_ns` (time to epoch).
+    /// Divides by the bucket length in nanoseconds (time to epoch).
     per_bucket: Divisor,
     /// Divides by `n` (epoch to slot).
     per_ring: Divisor,
@@ -166,11 +165,9 @@ impl Window {
         let n = i64::from(buckets);
         let empty = |count: usize| (0..count).map(|_| AtomicU64::new(EMPTY)).collect();
         let row_len = row_len(buckets as usize);
-        let bucket_ns = (window_ns / n).max(1);
         Window {
-            bucket_ns,
             n,
-            per_bucket: Divisor::new(bucket_ns),
+            per_bucket: Divisor::new((window_ns / n).max(1)),
             per_ring: Divisor::new(n),
             failures: empty(buckets as usize),
             successes: empty(ROWS * row_len),
@@ -183,7 +180,7 @@ impl Window {
 
     /// Length of one bucket in nanoseconds.
     pub fn bucket_ns(&self) -> i64 {
-        self.bucket_ns
+        self.per_bucket.d
     }
 
     /// Records one outcome at `now`. Returns false when the outcome was dropped because `now` lies
@@ -218,7 +215,7 @@ impl Window {
         }
         let index = self.per_ring.rem(epoch) as usize;
         if !failure {
-            return add_one(&self.successes[row * self.row_len + index], tag(epoch));
+            return add_one(self.success_word(row, index), tag(epoch));
         }
         let added = add_one(&self.failures[index], tag(epoch));
         // SeqCst, with the load in `may_hold_failures`: a success that does not see this
@@ -239,7 +236,7 @@ impl Window {
     /// `(successes, failures)` inside the window ending at `now`.
     pub fn counts(&self, now: Tick) -> (u64, u64) {
         self.enter_era(now.era);
-        let epoch = self.per_bucket.div(now.ns);
+        let epoch = self.epoch(now);
         // Every word holds an epoch within the n epochs ending at `head` (writers move head
         // before they write), so only epochs inside both windows can hold counts. This also
         // keeps a word whose tag merely repeats (2^24 buckets later) from being read.
@@ -264,7 +261,7 @@ impl Window {
         for x in first..=last {
             let want = tag(x);
             for row in 0..ROWS {
-                ok += count(&self.successes[row * self.row_len + index], want);
+                ok += count(self.success_word(row, index), want);
             }
             failed += count(&self.failures[index], want);
             index = self.next_index(index);
@@ -349,18 +346,25 @@ impl Window {
         };
         let mut index = self.per_ring.rem(first) as usize;
         for x in first..=new {
+            let want = tag(x);
             let words = (0..ROWS)
-                .map(|row| &self.successes[row * self.row_len + index])
+                .map(|row| self.success_word(row, index))
                 .chain(std::iter::once(&self.failures[index]));
             for word in words {
                 if long_silence {
                     word.swap(EMPTY, Ordering::Release);
                 } else {
-                    clear_unless(word, tag(x));
+                    clear_unless(word, want);
                 }
             }
             index = self.next_index(index);
         }
+    }
+
+    /// The success word of slot `index` in `row`.
+    #[inline]
+    fn success_word(&self, row: usize, index: usize) -> &AtomicU64 {
+        &self.successes[row * self.row_len + index]
     }
 
     /// The slot after `index`, around the ring.
@@ -530,10 +534,9 @@ mod tests {
     fn rows_of_one_slot_never_share_a_cache_line() {
         for buckets in [1u32, 2, 7, 8, 10, 100] {
             let w = Window::new(60 * SEC, buckets);
-            let base = w.successes.as_ptr() as usize;
             for i in 0..buckets as usize {
                 let lines: Vec<usize> = (0..ROWS)
-                    .map(|row| (base + 8 * (row * w.row_len + i)) / 64)
+                    .map(|row| std::ptr::from_ref(w.success_word(row, i)) as usize / 64)
                     .collect();
                 for pair in lines.windows(2) {
                     assert_ne!(pair[0], pair[1], "buckets {buckets}, slot {i}");

@@ -218,14 +218,16 @@ class CircuitBreaker:
 
     __slots__ = ("__weakref__", "_config", "_core", "_notifier", "call")
 
-    # True while `_admit` and `_finish` are this class's own: `with` then calls the core
-    # directly, a Python frame fewer on each side of the block.
+    # True while admission is this class's own (`_admit`, `_finish`, `call_async`): `with` and
+    # async decorated functions then call the core directly, a Python frame or coroutine fewer.
     _native_hooks: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._native_hooks = (
-            cls._admit is CircuitBreaker._admit and cls._finish is CircuitBreaker._finish
+            cls._admit is CircuitBreaker._admit
+            and cls._finish is CircuitBreaker._finish
+            and cls.call_async is CircuitBreaker.call_async
         )
 
     if TYPE_CHECKING:
@@ -361,7 +363,7 @@ class CircuitBreaker:
         if not callable(fn):
             raise TypeError(f"CircuitBreaker can only decorate a callable, got {fn!r}")
         if inspect.iscoroutinefunction(fn):
-            if type(self).call_async is not CircuitBreaker.call_async:
+            if not self._native_hooks:
                 call_async = self.call_async
 
                 @functools.wraps(fn)
@@ -389,6 +391,7 @@ class CircuitBreaker:
     def __enter__(self) -> CircuitBreaker:
         # The core directly unless a subclass replaced the admission hooks (one frame fewer).
         permit = self._core.acquire() if self._native_hooks else self._admit()
+        # `_push_block`, inlined: `with` is a hot path and the call would cost a frame.
         _open_blocks.set((self, permit, _open_blocks.get()))
         return self
 
@@ -398,6 +401,7 @@ class CircuitBreaker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
+        # `_pop_block`'s usual case inlined (a frame fewer); out-of-order exits go to it.
         node = _open_blocks.get()
         if node is not None and node[0] is self:
             _open_blocks.set(node[2])
@@ -440,9 +444,6 @@ class CircuitBreaker:
         """What a decorated function runs through: the core (natively), or a callable
         ``runner(fn, *args, **kwargs)``."""
         return self._core
-
-    def _pop_block(self) -> Any:
-        return _pop_block(self)
 
     # ----- manual use -----
 

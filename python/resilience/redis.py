@@ -124,7 +124,13 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
 
 from . import _core
 from ._validate import check_duration
-from .breaker import CircuitBreaker, CircuitBreakerConfig, CircuitState, _push_block
+from .breaker import (
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitState,
+    _pop_block,
+    _push_block,
+)
 from .errors import CircuitBreakerOpenError
 from .observe import MetricsCollector
 
@@ -905,7 +911,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> Literal[False]:
-        await self._finish_async(self._pop_block(), exc)
+        await self._finish_async(_pop_block(self), exc)
         return False
 
     # ----- manual use -----
